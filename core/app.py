@@ -1,0 +1,97 @@
+"""The application factory: ``create_app(settings)`` builds one Litestar app from the plugins."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader
+from litestar import Litestar, Router
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import CacheControlHeader
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins import InitPluginProtocol
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+
+import core
+from core import db
+from core.errors import EXCEPTION_HANDLERS
+from core.identity.sessions import auth_middleware_factory
+from core.plugins import PluginHost
+from core.security import permission_guard, security_headers_factory
+from core.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger("cpms")
+
+CORE_STATIC = Path(__file__).parent / "static"
+
+
+class PluginHostInit(InitPluginProtocol):
+    """Plugs the pluggy host into Litestar: routes, templates and static folders from plugins."""
+
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
+
+    def on_app_init(self, app_config):
+        host = self.host
+        app_config.route_handlers.extend(handler for _, handler in host.routes())
+        cache = CacheControlHeader(max_age=3600, public=True)
+        app_config.route_handlers.append(
+            create_static_files_router("/static/core", [CORE_STATIC], name="static-core", opt={"public": True}, cache_control=cache)
+        )
+        for plugin in host.plugins:
+            if plugin.static_dir is not None:
+                app_config.route_handlers.append(
+                    create_static_files_router(
+                        f"/static/{plugin.name}", [plugin.static_dir], name=f"static-{plugin.name}",
+                        opt={"public": True}, cache_control=cache,
+                    )
+                )
+        # Site templates first, so a deployment can override any plugin template.
+        dirs = [PROJECT_ROOT / "templates"] + [p.templates_dir for p in host.plugins if p.templates_dir]
+        env = Environment(loader=FileSystemLoader([str(d) for d in dirs]), autoescape=True)
+        app_config.template_config = TemplateConfig(engine=JinjaTemplateEngine.from_environment(env))
+        app_config.on_startup.append(self.on_startup)
+        return app_config
+
+    async def on_startup(self, app: Litestar) -> None:
+        from core.identity import sync_role_permissions
+
+        await sync_role_permissions(self.host)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    host = PluginHost(settings)
+    db.configure(settings, host)
+    app = Litestar(
+        route_handlers=[],
+        plugins=[PluginHostInit(host), HTMXPlugin()],
+        guards=[permission_guard],
+        middleware=[security_headers_factory(settings.production), auth_middleware_factory(settings)],
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key, cookie_secure=host.secure_cookies, cookie_httponly=False,
+            cookie_samesite="lax", header_name="x-csrftoken",
+        ),
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="CPMS API", version=core.__version__, path="/api/schema",
+            render_plugins=[JsonRenderPlugin()],
+            openapi_router=Router("/api/schema", route_handlers=[], include_in_schema=False, opt={"public": True}),
+        ),
+        request_max_body_size=settings.max_body_size,
+        debug=False,
+    )
+    app.state.host = host
+    app.state.settings = settings
+    return app
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory`` (used by ``cpms serve``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(Settings.from_env())

@@ -1,0 +1,189 @@
+"""The ``cpms`` command: serve, migrate, demo, createuser, plugins, and plugins' own commands."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+
+import click
+
+from core.permissions import StartupError
+from core.settings import Settings, SettingsError
+
+
+def _host():
+    from core import db
+    from core.plugins import PluginHost
+
+    settings = Settings.from_env()
+    host = PluginHost(settings)
+    db.configure(settings, host)
+    return host
+
+
+async def migrate_all(host) -> None:
+    from core import db
+    from core.identity import sync_role_permissions
+    from core.orgs.seed import seed_erns
+
+    await db.migrate()
+    await seed_erns()
+    await sync_role_permissions(host)
+
+
+def build_cli(host=None) -> click.Group:
+    @click.group(help="CPMS: Clinical Patient Management System for the European Reference Networks.")
+    def cli():
+        pass
+
+    @cli.command(help="Serve the web application.")
+    @click.option("--host", "bind", default=None, help="Address to bind (default CPMS_HOST or 127.0.0.1).")
+    @click.option("--port", default=None, type=int, help="Port (default CPMS_PORT or 8000).")
+    @click.option("--workers", default=1, show_default=True, type=int)
+    def serve(bind, port, workers):
+        import uvicorn
+
+        settings = Settings.from_env()
+        uvicorn.run(
+            "core.app:create_app_from_env", factory=True, host=bind or settings.host, port=port or settings.port,
+            workers=workers, proxy_headers=True, log_level="info",
+        )
+
+    @cli.command(help="Apply pending database migrations of every enabled plugin and seed reference data.")
+    def migrate():
+        h = host or _host()
+        asyncio.run(migrate_all(h))
+        click.echo("Database is up to date.")
+
+    @cli.command(help="Migrate, then replace ALL data with realistic demo data (never in production).")
+    def demo():
+        from core.demo import load_demo
+        from core.identity import DEMO_PASSWORD
+
+        h = host or _host()
+
+        async def run():
+            await migrate_all(h)
+            return await load_demo(h)
+
+        ctx = asyncio.run(run())
+        click.echo(f"Demo data loaded: {len(ctx.erns)} ERNs, {len(ctx.hcps)} hospitals, {len(ctx.users)} users.")
+        click.echo("Demo accounts (e-mail / password):")
+        for role in ctx.users:
+            click.echo(f"  {role}@demo.cpms.eu / {DEMO_PASSWORD.format(role=role)}")
+
+    @cli.command(help="Create a user account.")
+    @click.option("--email", required=True)
+    @click.option("--name", required=True)
+    @click.option("--role", "roles", multiple=True, help="ROLE or ROLE:ERN-ACRONYM, repeatable (e.g. hp:'ERN RND').")
+    @click.option("--hcp-id", type=int, default=None)
+    @click.option("--password", default=None, help="Prompted for when omitted.")
+    def createuser(email, name, roles, hcp_id, password):
+        from core.identity import create_user
+        from core.orgs.tables import Ern
+
+        h = host or _host()
+        password = password or getpass.getpass("Password: ")
+
+        async def run():
+            erns = {e["acronym"]: e["id"] for e in await Ern.select(Ern.id, Ern.acronym)}
+            pairs = []
+            for spec in roles:
+                role, _, ern = spec.partition(":")
+                if ern and ern not in erns:
+                    raise click.BadParameter(f"unknown ERN {ern!r}", param_hint="--role")
+                pairs.append((role, erns[ern] if ern else None))
+            return await create_user(email, name, password, hcp_id, pairs)
+
+        try:
+            user_id = asyncio.run(run())
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"Created user {user_id} <{email}>.")
+
+    @cli.command(help="List enabled plugins with their hooks, routes and permissions.")
+    @click.option("--json", "as_json", is_flag=True)
+    def plugins(as_json):
+        from core.plugins import PluginHost
+
+        h = host or PluginHost(Settings.from_env())
+        out = describe_plugins(h)
+        if as_json:
+            click.echo(json.dumps(out, indent=2))
+            return
+        for p in out:
+            click.echo(f"{p['name']} ({p['source']})")
+            click.echo(f"  hooks: {', '.join(p['hooks']) or '-'}")
+            for route in p["routes"]:
+                click.echo(f"  route: {route}")
+            for perm in p["permissions"]:
+                click.echo(f"  permission: {perm}")
+
+    try:
+        h = host or _plugin_host_for_commands()
+    except (SettingsError, StartupError) as exc:
+        click.echo(f"cpms: {exc}", err=True)
+        h = None
+    if h is not None:
+        h.pm.hook.register_commands(cli=cli)
+    return cli
+
+
+def _plugin_host_for_commands():
+    from core.plugins import PluginHost
+
+    return PluginHost(Settings.from_env())
+
+
+def describe_plugins(host) -> list[dict]:
+    from litestar import Router
+    from litestar.handlers import HTTPRouteHandler
+
+    out = []
+    routes_by_plugin: dict[str, list[str]] = {}
+    for plugin, handler in host.routes():
+        for path, methods in _paths(handler):
+            routes_by_plugin.setdefault(plugin, []).append(f"{' '.join(sorted(methods))} {path}")
+    for p in host.plugins:
+        out.append(
+            {
+                "name": p.name,
+                "source": p.source,
+                "hooks": p.hooks,
+                "routes": sorted(routes_by_plugin.get(p.name, [])),
+                "permissions": [perm.name for perm in host.permissions.by_plugin(p.name)],
+            }
+        )
+    return out
+
+
+def _paths(handler, prefix: str = ""):
+    from litestar import Controller, Router
+    from litestar.handlers import HTTPRouteHandler
+
+    if isinstance(handler, HTTPRouteHandler):
+        methods = {m for m in handler.http_methods if m not in ("HEAD", "OPTIONS")}
+        for path in handler.paths:
+            yield (prefix.rstrip("/") + path) or "/", methods
+    elif isinstance(handler, Router):
+        for child in handler.route_handlers if hasattr(handler, "route_handlers") else []:
+            yield from _paths(child, prefix + handler.path)
+    elif isinstance(handler, type) and issubclass(handler, Controller):
+        for name in dir(handler):
+            attr = getattr(handler, name)
+            if isinstance(attr, HTTPRouteHandler):
+                yield from _paths(attr, prefix + handler.path)
+
+
+def main() -> None:
+    try:
+        build_cli()(prog_name="cpms")
+    except (SettingsError, StartupError) as exc:
+        click.echo(f"cpms: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Database set-up: one piccolo engine for the process, chosen by the settings.
+
+SQLite (a file in the data folder, WAL mode) is the embedded default; PostgreSQL is used
+when ``CPMS_DATABASE_URL`` names one. Each plugin brings its own piccolo app (tables and
+migrations); the registry is built from the enabled plugins.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from typing import TYPE_CHECKING
+
+from piccolo.conf.apps import AppRegistry
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
+from piccolo.table import Table, sort_table_classes
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.plugins import PluginHost
+
+# piccolo's own machinery (migrations, engine_finder) reads this module.
+os.environ.setdefault("PICCOLO_CONF", "core.piccolo_conf")
+
+_state: dict = {}
+
+
+def make_engine(settings: Settings) -> Engine:
+    path = settings.sqlite_path
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # WAL lets readers continue while one request writes; the mode is stored in the file.
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+        return SQLiteEngine(path=str(path), timeout=30)
+    return PostgresEngine(config={"dsn": settings.database_url})
+
+
+def configure(settings: Settings, host: "PluginHost") -> Engine:
+    """Bind every table of every enabled plugin to the engine for ``settings``."""
+    key = (settings.database_url, str(settings.sqlite_path), tuple(host.piccolo_apps()))
+    if _state.get("key") == key:
+        return _state["engine"]
+    engine = make_engine(settings)
+    registry = AppRegistry(apps=host.piccolo_apps())
+    _state.update(key=key, engine=engine, registry=registry)
+    for table in all_tables():
+        table._meta.db = engine
+    conf = sys.modules.get("core.piccolo_conf")
+    if conf is not None:
+        conf.DB, conf.APP_REGISTRY = engine, registry
+    return engine
+
+
+def current() -> tuple[Engine, AppRegistry]:
+    """The configured engine and registry, or ones built from the environment (piccolo CLI)."""
+    if "engine" not in _state:
+        from core.plugins import PluginHost
+
+        settings = Settings.from_env()
+        configure(settings, PluginHost(settings))
+    return _state["engine"], _state["registry"]
+
+
+def engine() -> Engine:
+    return current()[0]
+
+
+def all_tables() -> list[type[Table]]:
+    registry = _state.get("registry")
+    if registry is None:
+        return []
+    tables = [t for cfg in registry.app_configs.values() for t in cfg.table_classes]
+    return sort_table_classes(tables)
+
+
+async def migrate(backwards_app: str | None = None) -> None:
+    """Apply every pending migration of every enabled app (in dependency order)."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    import core.piccolo_conf  # noqa: F401  (make piccolo see the configured engine)
+
+    result = await run_forwards(app_name="all")
+    if not result.success:
+        raise RuntimeError(f"migration failed: {result.message}")
+
+
+async def ping() -> bool:
+    try:
+        await engine().run_ddl("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+async def delete_all_rows() -> None:
+    """Empty every table (tests and ``cpms demo --reset``); the schema stays."""
+    eng = engine()
+    tables = all_tables()
+    if isinstance(eng, PostgresEngine):
+        names = ", ".join(f'"{t._meta.tablename}"' for t in tables)
+        if names:
+            await eng.run_ddl(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        return
+    async with eng.transaction():
+        for table in reversed(tables):
+            await eng.run_ddl(f'DELETE FROM "{table._meta.tablename}"')
+        # Restart integer keys so runs are reproducible, as on PostgreSQL.
+        exists = await eng.run_ddl("SELECT name FROM sqlite_master WHERE name='sqlite_sequence'")
+        if exists:
+            await eng.run_ddl("DELETE FROM sqlite_sequence")

@@ -1,0 +1,83 @@
+"""The plugin contract: every hook a CPMS plugin may implement.
+
+Each hook is documented in ``docs/plugin-hooks.md`` (a test checks that). Implementations
+may take fewer arguments than the spec names, and may return an awaitable where the
+docstring says so. ``register_*`` hooks declare things; the others add to pages or react.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("cpms")
+hookimpl = pluggy.HookimplMarker("cpms")
+
+
+@hookspec
+def register_routes():
+    """Return Litestar route handlers, controllers or routers; each names a permission in ``opt``."""
+
+
+@hookspec
+def register_permissions():
+    """Return ``core.permissions.Permission`` objects; a name declared twice refuses start-up."""
+
+
+@hookspec
+def register_piccolo_apps():
+    """Return dotted paths of piccolo ``AppConfig`` modules (tables and migrations)."""
+
+
+@hookspec
+def register_event_types():
+    """Return ``core.events.EventType`` objects this plugin emits."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add click commands to the ``cpms`` command group ``cli``."""
+
+
+@hookspec
+def menu_links(actor):
+    """Return ``core.web.MenuLink`` objects for the main navigation of ``actor``."""
+
+
+@hookspec
+def patient_sections(patient, actor):
+    """Return ``core.web.Section`` objects (tabs) for a patient's page."""
+
+
+@hookspec
+def panel_sections(panel, actor):
+    """Return ``core.web.Section`` objects (tabs) for a panel's page."""
+
+
+@hookspec
+def handle_event(event):
+    """React to a ``core.events.Event`` after it is recorded; may return an awaitable."""
+
+
+@hookspec
+def gdpr_export(patient):
+    """Return (or await) a dict of what this plugin holds about ``patient`` for a GDPR export."""
+
+
+@hookspec
+def register_kpis():
+    """Return ``core.contributions.KPI`` objects computed for ERN performance indicators."""
+
+
+@hookspec
+def register_research_fields():
+    """Return ``core.contributions.ResearchField`` objects added to anonymised research data."""
+
+
+@hookspec
+def load_demo_data(ctx):
+    """Add demo records; ``ctx`` is a ``core.demo.DemoContext``. May return an awaitable."""
+
+
+@hookspec
+def extra_template_vars(request):
+    """Return a dict of extra variables for every page rendered for ``request``."""
