@@ -113,7 +113,10 @@ class PluginHost:
         return self.settings.production or self.settings.base_url.startswith("https://")
 
     def _register(self, name: str, path: str, core: bool, source: str) -> None:
-        module = importlib.import_module(path)
+        try:
+            module = importlib.import_module(path)
+        except ImportError as exc:
+            raise StartupError(f"plugin {name!r} cannot be imported from {path!r}: {exc}") from exc
         self.pm.register(module, name=name)
         self.plugins.append(LoadedPlugin(name, module, core, source))
 

@@ -2,7 +2,9 @@
 
 from litestar.response import Redirect, Template
 from litestar import Request, get
-from litestar.params import Parameter
+from typing import Annotated
+
+from litestar.params import QueryParameter
 
 from core.hookspecs import hookimpl
 from core.permissions import Permission
@@ -25,7 +27,7 @@ def menu_links(actor):
 
 
 @get("/activity", opt={"permission": "activity.view"}, include_in_schema=False)
-async def activity_list(request: Request, page_no: int = Parameter(query="page", default=1, ge=1, le=100000)) -> Template | Redirect:
+async def activity_list(request: Request, page_no: Annotated[int, QueryParameter(name="page", ge=1, le=100000)] = 1) -> Template | Redirect:
     from core.activity.tables import Activity
 
     per_page = 50

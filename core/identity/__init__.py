@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Request, get, post
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from core.events import Event, EventType
@@ -52,7 +53,7 @@ def client_address(request: Request) -> str:
 
 
 @get("/login", opt={"public": True}, include_in_schema=False)
-async def login_form(request: Request, next: str | None = None) -> Template | Redirect:
+async def login_form(request: Request, next: FromQuery[str | None] = None) -> Template | Redirect:
     if request.scope.get("user") is not None:
         return Redirect(safe_next(next))
     return page(request, "identity/login.html", {"next": safe_next(next), "error": None, "email": ""})

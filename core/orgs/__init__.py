@@ -9,6 +9,7 @@ from pathlib import Path
 from litestar.response import Redirect, Template
 from litestar import Request, get
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from core.hookspecs import hookimpl
 from core.permissions import Permission
@@ -65,7 +66,7 @@ async def ern_list(request: Request) -> Template | Redirect:
 
 
 @get("/erns/{ern_id:int}", opt={"permission": "orgs.view"}, include_in_schema=False)
-async def ern_detail(request: Request, ern_id: int) -> Template | Redirect:
+async def ern_detail(request: Request, ern_id: FromPath[int]) -> Template | Redirect:
     from core.orgs.tables import Ern, Hcp, HcpErn
 
     ern = await Ern.objects().get(Ern.id == ern_id)

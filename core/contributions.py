@@ -1,0 +1,24 @@
+"""What plugins contribute to KPIs and research data (consumed by the kpi and research plugins)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class KPI:
+    """An ERN performance indicator; ``compute(ctx)`` returns (or awaits) a number."""
+
+    name: str
+    description: str
+    compute: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class ResearchField:
+    """A field added to anonymised research records; ``extract(record)`` returns its value."""
+
+    name: str
+    description: str
+    extract: Callable[[Any], Any]

@@ -1,0 +1,129 @@
+"""Test set-up: a real database (SQLite file, or PostgreSQL when CPMS_TEST_DATABASE_URL is set),
+migrated once per run and emptied before each test; the real app served in-process."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from core import db
+from core.plugins import PluginHost
+from core.settings import Settings
+
+TEST_DB_URL = os.environ.get("CPMS_TEST_DATABASE_URL", "")
+DATA_DIR = Path(tempfile.mkdtemp(prefix="cpms-test-"))
+EXAMPLE = "tests.example_plugin"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def make_settings(**overrides) -> Settings:
+    values = dict(
+        env="test", data_dir=DATA_DIR, database_url=TEST_DB_URL, plugin_modules=(EXAMPLE,),
+        secret_key="test-secret-key-with-enough-length-0123456789",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def _reset_schema(settings: Settings) -> None:
+    """Start every run from an empty database, so migrations are exercised from scratch."""
+    if settings.uses_postgres:
+        import asyncpg
+
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+    else:
+        path = settings.sqlite_path
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+async def migrated(settings):
+    from core.cli import migrate_all
+
+    await _reset_schema(settings)
+    host = PluginHost(settings)
+    db.configure(settings, host)
+    await migrate_all(host)
+    return host
+
+
+@pytest.fixture
+async def clean_db(migrated, settings):
+    """An empty database with reference data (ERNs, default grants), as after ``cpms migrate``."""
+    from core.cli import migrate_all
+    from core.identity import sync_role_permissions  # noqa: F401
+
+    db.configure(settings, migrated)
+    await db.delete_all_rows()
+    await migrate_all(migrated)
+    return migrated
+
+
+@pytest.fixture
+async def client(clean_db, settings):
+    from core.app import create_app
+
+    app = create_app(settings)
+    async with AsyncTestClient(app, base_url="http://127.0.0.1:8000") as c:
+        yield c
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple 42"
+
+
+async def make_user(email: str, roles=(("hp", "ERN RND"),), hcp: str | None = "Test Hospital", name: str = "Test User") -> int:
+    """Create a user; roles are (role, ERN acronym or None) pairs."""
+    from core.identity import create_user
+    from core.orgs.tables import Ern, Hcp
+
+    erns = {e["acronym"]: e["id"] for e in await Ern.select(Ern.id, Ern.acronym)}
+    hcp_id = None
+    if hcp:
+        existing = await Hcp.select(Hcp.id).where(Hcp.name == hcp).first()
+        if existing:
+            hcp_id = existing["id"]
+        else:
+            row = Hcp(name=hcp, city="Testville", country="BE")
+            await row.save()
+            hcp_id = row.id
+    return await create_user(email, name, PASSWORD, hcp_id, [(r, erns[e] if e else None) for r, e in roles])
+
+
+def csrf_of(client) -> str:
+    return client.cookies.get("csrftoken", "")
+
+
+async def login(client, email: str, password: str = PASSWORD):
+    await client.get("/login")
+    return await client.post(
+        "/login", data={"email": email, "password": password, "next": "/", "_csrf_token": csrf_of(client)},
+        follow_redirects=False,
+    )
+
+
+async def post_form(client, url: str, data: dict | None = None, **kw):
+    payload = dict(data or {})
+    payload["_csrf_token"] = csrf_of(client)
+    kw.setdefault("follow_redirects", False)
+    return await client.post(url, data=payload, **kw)
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))

@@ -1,0 +1,104 @@
+"""A tiny third-party plugin, written from docs/plugin-hooks.md alone.
+
+It proves the contract end to end: a guarded route with its own template and static
+file, a permission, a menu link, a table with a migration, an event type and a handler,
+a CLI command, a patient section, a GDPR contribution, a KPI and a research field.
+"""
+
+from litestar import Request, get
+from litestar.response import Template
+
+from core.contributions import KPI, ResearchField
+from core.events import Event, EventType
+from core.hookspecs import hookimpl
+from core.permissions import Permission
+from core.web import MenuLink, Section, page
+
+
+@hookimpl
+def register_permissions():
+    return [Permission("example.hello", "See the example greeting", default_roles=("hp", "coordinator"))]
+
+
+@hookimpl
+def register_piccolo_apps():
+    return ["tests.example_plugin.piccolo_app"]
+
+
+@hookimpl
+def register_event_types():
+    return [EventType("example.greeted", "Someone opened the example greeting")]
+
+
+@hookimpl
+def menu_links(actor):
+    return [MenuLink("Example", "/example/hello", "example.hello", order=70)]
+
+
+@hookimpl
+def patient_sections(patient, actor):
+    return [Section("example", "Example", f"/example/patients/{patient}", "example.hello")]
+
+
+@get("/example/hello", opt={"permission": "example.hello"}, include_in_schema=False)
+async def hello(request: Request) -> Template:
+    from tests.example_plugin.tables import ExampleNote
+
+    actor = request.scope["user"]
+    await request.app.state.host.events.emit(Event("example.greeted", actor.user_id, "example", "hello"))
+    notes = await ExampleNote.select().order_by(ExampleNote.id)
+    return page(request, "example/hello.html", {"notes": notes}, fragment="example/_notes.html")
+
+
+@get("/example/boom", opt={"permission": "example.hello"}, include_in_schema=False)
+async def boom() -> str:
+    raise RuntimeError("secret internal detail /etc/passwd SELECT * FROM identity_user")
+
+
+@hookimpl
+def register_routes():
+    return [hello, boom]
+
+
+@hookimpl
+async def handle_event(event):
+    from tests.example_plugin.tables import ExampleNote
+
+    if event.name == "example.greeted":
+        await ExampleNote.insert(ExampleNote(text=f"greeted by user {event.actor_id}"))
+
+
+@hookimpl
+def register_commands(cli):
+    import click
+
+    @cli.command("example-hello", help="Say hello from the example plugin.")
+    def example_hello():
+        click.echo("hello from the example plugin")
+
+
+@hookimpl
+def gdpr_export(patient):
+    return {"example": {"patient": str(patient), "notes": []}}
+
+
+@hookimpl
+def register_kpis():
+    return [KPI("example.greetings", "How many greetings were shown", lambda ctx: 0)]
+
+
+@hookimpl
+def register_research_fields():
+    return [ResearchField("example.flag", "An example research field", lambda record: False)]
+
+
+@hookimpl
+async def load_demo_data(ctx):
+    from tests.example_plugin.tables import ExampleNote
+
+    await ExampleNote.insert(ExampleNote(text=f"demo note for {len(ctx.users)} users"))
+
+
+@hookimpl
+def extra_template_vars(request):
+    return {"example_banner": "example plugin active"}
