@@ -61,7 +61,10 @@ class PluginHostInit(InitPluginProtocol):
     async def on_startup(self, app: Litestar) -> None:
         from core.identity import sync_role_permissions
 
-        await sync_role_permissions(self.host)
+        try:
+            await sync_role_permissions(self.host)
+        except Exception:  # serve anyway: /healthz then reports the database as unreachable
+            log.exception("database unreachable at start-up; default grants not synchronised")
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -16,7 +16,7 @@ from core.plugins import PluginHost
 from core.settings import Settings
 
 TEST_DB_URL = os.environ.get("CPMS_TEST_DATABASE_URL", "")
-DATA_DIR = Path(tempfile.mkdtemp(prefix="cpms-test-"))
+DATA_DIR = Path(os.environ.get("CPMS_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="cpms-test-"))
 EXAMPLE = "tests.example_plugin"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -65,12 +65,13 @@ async def migrated(settings):
 @pytest.fixture
 async def clean_db(migrated, settings):
     """An empty database with reference data (ERNs, default grants), as after ``cpms migrate``."""
-    from core.cli import migrate_all
-    from core.identity import sync_role_permissions  # noqa: F401
+    from core.identity import sync_role_permissions
+    from core.orgs.seed import seed_erns
 
     db.configure(settings, migrated)
     await db.delete_all_rows()
-    await migrate_all(migrated)
+    await seed_erns()
+    await sync_role_permissions(migrated)
     return migrated
 
 

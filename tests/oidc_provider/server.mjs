@@ -177,6 +177,15 @@ const server = http.createServer((req, res) => {
   });
 });
 
+// Static clients are validated lazily by the library; load them now so a bad test
+// config fails at start-up (no READY line) instead of at the first request.
+try {
+  for (const { client_id: clientId } of config.clients || []) await provider.Client.find(clientId);
+} catch (err) {
+  console.error(`invalid client in config: ${err.message} ${err.error_description || ''}`);
+  process.exit(1);
+}
+
 server.listen(config.port, '127.0.0.1', () => {
   process.stdout.write(`READY ${issuer}\n`);
 });
