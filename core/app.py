@@ -56,12 +56,17 @@ class PluginHostInit(InitPluginProtocol):
         env = Environment(loader=FileSystemLoader([str(d) for d in dirs]), autoescape=True)
         app_config.template_config = TemplateConfig(engine=JinjaTemplateEngine.from_environment(env))
         app_config.on_startup.append(self.on_startup)
+        app_config.on_shutdown.append(self.on_shutdown)
         return app_config
+
+    async def on_shutdown(self, app: Litestar) -> None:
+        await db.close_pool()
 
     async def on_startup(self, app: Litestar) -> None:
         from core.identity import sync_role_permissions
 
         try:
+            await db.open_pool()
             await sync_role_permissions(self.host)
         except Exception:  # serve anyway: /healthz then reports the database as unreachable
             log.exception("database unreachable at start-up; default grants not synchronised")

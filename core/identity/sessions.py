@@ -88,10 +88,11 @@ class RolePermissionCache:
 role_permissions = RolePermissionCache()
 
 
-async def actor_for_user(user_id: int, session_id: str = "") -> Actor | None:
+async def actor_for_user(user_id: int, session_id: str = "", user: dict | None = None) -> Actor | None:
     from core.identity.tables import RoleAssignment, User
 
-    user = await User.select(User.id, User.email, User.name, User.hcp, User.is_active).where(User.id == user_id).first()
+    if user is None:
+        user = await User.select(User.id, User.email, User.name, User.hcp, User.is_active).where(User.id == user_id).first()
     if user is None or not user["is_active"]:
         return None
     current = now()
@@ -109,8 +110,11 @@ async def actor_for_user(user_id: int, session_id: str = "") -> Actor | None:
 async def actor_from_token(settings: Settings, token: str) -> Actor | None:
     from core.identity.tables import Session
 
+    # One query for the session and its user; roles are read fresh on every request.
     row = await Session.select(
-        Session.id, Session.user, Session.last_seen_at, Session.expires_at, Session.revoked_at
+        Session.id, Session.user, Session.last_seen_at, Session.expires_at, Session.revoked_at,
+        Session.user.email.as_alias("email"), Session.user.name.as_alias("name"),
+        Session.user.hcp.as_alias("hcp"), Session.user.is_active.as_alias("is_active"),
     ).where(Session.token_hash == _hash(token)).first()
     if row is None or row["revoked_at"] is not None:
         return None
@@ -119,7 +123,8 @@ async def actor_from_token(settings: Settings, token: str) -> Actor | None:
         return None
     if current - row["last_seen_at"] > TOUCH_INTERVAL:
         await Session.update({Session.last_seen_at: current}).where(Session.id == row["id"])
-    return await actor_for_user(row["user"], session_id=str(row["id"]))
+    user = {k: row[k] for k in ("email", "name", "hcp", "is_active")} | {"id": row["user"]}
+    return await actor_for_user(row["user"], session_id=str(row["id"]), user=user)
 
 
 def auth_middleware_factory(settings: Settings):

@@ -1,0 +1,56 @@
+"""Settings from CPMS_* variables, with safe defaults and refusals."""
+
+from pathlib import Path
+
+import pytest
+
+from core.settings import DEFAULT_SECRET_KEY, Settings, SettingsError
+
+
+def test_defaults_are_safe_and_local():
+    s = Settings.from_env({})
+    assert s.env == "development" and s.host == "127.0.0.1" and s.port == 8000
+    assert s.sqlite_path.name == "cpms.sqlite3" and not s.uses_postgres
+    assert s.plugins == ("*",)
+
+
+def test_environment_values_are_parsed():
+    s = Settings.from_env({
+        "CPMS_PORT": "9000", "CPMS_PLUGINS": "coding, kpi", "CPMS_TRACE_HOOKS": "yes",
+        "CPMS_DATABASE_URL": "postgresql://u@127.0.0.1/db", "CPMS_DATA_DIR": "/tmp/x",
+    })
+    assert s.port == 9000 and s.plugins == ("coding", "kpi") and s.trace_hooks is True
+    assert s.uses_postgres and s.sqlite_path is None and s.data_dir == Path("/tmp/x")
+
+
+def test_production_refuses_default_or_short_secret():
+    with pytest.raises(SettingsError, match="CPMS_SECRET_KEY"):
+        Settings.from_env({"CPMS_ENV": "production"})
+    with pytest.raises(SettingsError):
+        Settings.from_env({"CPMS_ENV": "production", "CPMS_SECRET_KEY": "short"})
+    ok = Settings.from_env({"CPMS_ENV": "production", "CPMS_SECRET_KEY": "k" * 40})
+    assert ok.production and ok.secret_key != DEFAULT_SECRET_KEY
+
+
+def test_bad_values_get_clear_errors():
+    with pytest.raises(SettingsError, match="CPMS_PORT"):
+        Settings.from_env({"CPMS_PORT": "eighty"})
+    with pytest.raises(SettingsError, match="CPMS_DATABASE_URL"):
+        Settings.from_env({"CPMS_DATABASE_URL": "mysql://x"})
+    with pytest.raises(SettingsError, match="CPMS_ENV"):
+        Settings.from_env({"CPMS_ENV": "staging"})
+
+
+def test_production_app_refuses_to_start_with_default_secret():
+    from core.app import create_app_from_env
+    import os
+
+    old = dict(os.environ)
+    os.environ["CPMS_ENV"] = "production"
+    os.environ.pop("CPMS_SECRET_KEY", None)
+    try:
+        with pytest.raises(SettingsError):
+            create_app_from_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
