@@ -3,13 +3,14 @@ migrated once per run and emptied before each test; the real app served in-proce
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
 from pathlib import Path
 
 import pytest
-from litestar.testing import AsyncTestClient
+import httpx
 
 from core import db
 from core.plugins import PluginHost
@@ -80,11 +81,31 @@ async def client(clean_db, settings):
     from core.app import create_app
 
     app = create_app(settings)
-    async with AsyncTestClient(app, base_url="http://127.0.0.1:8000") as c:
+    async with app_client(app) as c:
         yield c
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def app_client(app):
+    """An HTTP client for ``app`` with its lifespan run in the test's own event loop.
+
+    (Litestar's AsyncTestClient runs the lifespan in another thread's loop, which would put
+    the PostgreSQL pool in a different loop from the queries the tests make.)
+    """
+    # The start-up and shutdown hooks are called directly: app.lifespan() uses an anyio task
+    # group, which pytest-asyncio may finalise from another task.
+    for hook in app.on_startup:
+        await hook(app)
+    try:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+            yield c
+    finally:
+        for hook in app.on_shutdown:
+            await hook(app)
 
 PASSWORD = "correct horse battery staple 42"
 

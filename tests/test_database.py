@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core import db
-from tests.conftest import make_settings
+from tests.conftest import app_client, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,15 +104,14 @@ async def test_process_killed_mid_write_loses_nothing_committed(clean_db, settin
 
 
 async def test_healthz_reports_unreachable_database(clean_db):
-    from litestar.testing import AsyncTestClient
-
+    
     from core.app import create_app
 
     # A database that cannot be reached: the health check says so instead of crashing.
     bad = make_settings(database_url="postgresql://nobody@127.0.0.1:1/none")
     app = create_app(bad)
     try:
-        async with AsyncTestClient(app) as client:
+        async with app_client(app) as client:
             r = await client.get("/healthz")
             assert r.status_code == 503
             assert r.json()["database"] == "unreachable"

@@ -6,13 +6,12 @@ import types
 
 import pytest
 from litestar import get
-from litestar.testing import AsyncTestClient
 
 from core.app import create_app
 from core.hookspecs import hookimpl
 from core.permissions import Permission, StartupError
 from core.plugins import PluginHost
-from tests.conftest import login, make_settings, make_user
+from tests.conftest import app_client, login, make_settings, make_user
 
 
 def _module(name: str, **attrs) -> str:
@@ -93,7 +92,7 @@ async def test_disabling_a_plugin_removes_routes_menu_and_sections(clean_db):
     enabled = create_app(make_settings())
     disabled = create_app(make_settings(disabled_plugins=("example_plugin",)))
     for app, present in ((enabled, True), (disabled, False)):
-        async with AsyncTestClient(app) as client:
+        async with app_client(app) as client:
             await login(client, "hp@example.org")
             dash = await client.get("/")
             assert ('href="/example/hello"' in dash.text) is present
@@ -149,7 +148,7 @@ async def test_unmarked_route_is_denied_by_default(clean_db):
     name = _module("unguarded_plugin", register_routes=register_routes)
     app = create_app(make_settings(plugin_modules=("tests.example_plugin", name)))
     await make_user("admin@example.org", roles=[("admin", None)], hcp=None)
-    async with AsyncTestClient(app) as client:
+    async with app_client(app) as client:
         await login(client, "admin@example.org")
         r = await client.get("/forgot-to-guard")
         assert r.status_code == 403 and "secret" not in r.text
