@@ -69,6 +69,9 @@ class Actor:
     #: permission name -> ERN ids it holds in (``None`` in the set: everywhere).
     grants: dict[str, frozenset] = field(default_factory=dict)
     session_id: str = ""
+    #: Whether the user has a second factor enrolled, and whether their roles demand one.
+    mfa_enabled: bool = False
+    mfa_required: bool = False
 
     @property
     def role_names(self) -> frozenset[str]:

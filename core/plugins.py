@@ -29,6 +29,7 @@ CORE_MODULES = (
     "core.orgs",
     "core.identity",
     "core.activity",
+    "core.mail",
     "core.pages",
 )
 

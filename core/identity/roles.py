@@ -12,3 +12,15 @@ ROLES: dict[str, str] = {
 
 #: Roles held in an ERN (the others are platform-wide).
 ERN_ROLES = ("hp", "coordinator", "dispatcher", "researcher", "guest", "assistant")
+
+#: Roles that can see patient data (or, for admin, manage who can): a second factor is mandatory.
+MFA_ROLES = frozenset({"admin", "hp", "coordinator", "dispatcher", "guest", "assistant"})
+
+#: Roles that need the HP role in the same ERN.
+NEEDS_HP = frozenset({"coordinator", "dispatcher"})
+
+#: Roles a person may ask for in an access request (admin is given, never requested).
+REQUESTABLE = ("hp", "coordinator", "dispatcher", "researcher", "assistant")
+
+#: Days a guest account lasts unless a coordinator extends it.
+GUEST_DAYS = 90

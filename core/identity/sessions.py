@@ -29,7 +29,9 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def create_session(settings: Settings, user_id: int, address: str = "", user_agent: str = "") -> str:
+async def create_session(
+    settings: Settings, user_id: int, address: str = "", user_agent: str = "", stage: str = "full", method: str = "password"
+) -> str:
     from core.identity.tables import Session
 
     token = secrets.token_urlsafe(32)
@@ -37,10 +39,32 @@ async def create_session(settings: Settings, user_id: int, address: str = "", us
         Session(
             token_hash=_hash(token), user=user_id, created_at=now(), last_seen_at=now(),
             expires_at=now() + timedelta(seconds=settings.session_absolute_timeout),
-            address=address[:64], user_agent=user_agent[:300],
+            address=address[:64], user_agent=user_agent[:300], stage=stage, method=method,
         )
     )
     return token
+
+
+async def complete_session(token: str) -> None:
+    """The second factor was given: the session becomes a full one."""
+    from core.identity.tables import Session
+
+    await Session.update({Session.stage: "full", Session.last_seen_at: now()}).where(Session.token_hash == _hash(token))
+
+
+async def pending_user_id(settings: Settings, token: str | None) -> int | None:
+    """The user of a live session still waiting for its second factor."""
+    from core.identity.tables import Session
+
+    if not token:
+        return None
+    row = await Session.select(Session.user, Session.stage, Session.expires_at, Session.revoked_at, Session.created_at).where(
+        Session.token_hash == _hash(token)
+    ).first()
+    # Ten minutes to give the second factor.
+    if row is None or row["stage"] != "mfa" or row["revoked_at"] is not None or row["created_at"] + timedelta(minutes=10) <= now():
+        return None
+    return row["user"]
 
 
 async def revoke_session(token: str) -> None:
@@ -89,10 +113,13 @@ role_permissions = RolePermissionCache()
 
 
 async def actor_for_user(user_id: int, session_id: str = "", user: dict | None = None) -> Actor | None:
+    from core.identity.roles import MFA_ROLES
     from core.identity.tables import RoleAssignment, User
 
     if user is None:
-        user = await User.select(User.id, User.email, User.name, User.hcp, User.is_active).where(User.id == user_id).first()
+        user = await User.select(
+            User.id, User.email, User.name, User.hcp, User.is_active, User.totp_enabled_at
+        ).where(User.id == user_id).first()
     if user is None or not user["is_active"]:
         return None
     current = now()
@@ -104,7 +131,11 @@ async def actor_for_user(user_id: int, session_id: str = "", user: dict | None =
         if r["expires_at"] is None or r["expires_at"] > current
     )
     grants = grants_for(roles, await role_permissions.get())
-    return Actor(user["id"], user["email"], user["name"], user["hcp"], roles, grants, session_id)
+    return Actor(
+        user["id"], user["email"], user["name"], user["hcp"], roles, grants, session_id,
+        mfa_enabled=user["totp_enabled_at"] is not None,
+        mfa_required=any(role in MFA_ROLES for role, _ in roles),
+    )
 
 
 async def actor_from_token(settings: Settings, token: str) -> Actor | None:
@@ -112,18 +143,19 @@ async def actor_from_token(settings: Settings, token: str) -> Actor | None:
 
     # One query for the session and its user; roles are read fresh on every request.
     row = await Session.select(
-        Session.id, Session.user, Session.last_seen_at, Session.expires_at, Session.revoked_at,
+        Session.id, Session.user, Session.last_seen_at, Session.expires_at, Session.revoked_at, Session.stage,
         Session.user.email.as_alias("email"), Session.user.name.as_alias("name"),
         Session.user.hcp.as_alias("hcp"), Session.user.is_active.as_alias("is_active"),
+        Session.user.totp_enabled_at.as_alias("totp_enabled_at"),
     ).where(Session.token_hash == _hash(token)).first()
-    if row is None or row["revoked_at"] is not None:
+    if row is None or row["revoked_at"] is not None or row["stage"] != "full":
         return None
     current = now()
     if row["expires_at"] <= current or row["last_seen_at"] + timedelta(seconds=settings.session_idle_timeout) <= current:
         return None
     if current - row["last_seen_at"] > TOUCH_INTERVAL:
         await Session.update({Session.last_seen_at: current}).where(Session.id == row["id"])
-    user = {k: row[k] for k in ("email", "name", "hcp", "is_active")} | {"id": row["user"]}
+    user = {k: row[k] for k in ("email", "name", "hcp", "is_active", "totp_enabled_at")} | {"id": row["user"]}
     return await actor_for_user(row["user"], session_id=str(row["id"]), user=user)
 
 
