@@ -78,6 +78,10 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response:
         if request.headers.get("hx-request") == "true":
             return Response("", status_code=200, headers={"HX-Redirect": target})
         return Redirect(target)
+    if type(exc).__name__ == "MfaSetupRequired" and not wants_json(request):
+        if request.headers.get("hx-request") == "true":
+            return Response("", status_code=200, headers={"HX-Redirect": "/account/2fa"})
+        return Redirect("/account/2fa")
     detail = exc.detail if isinstance(exc.detail, str) and status < 500 else TITLES.get(status, "Error")
     if status == 400 and isinstance(exc, ValidationException):
         detail = "Some values are missing or not valid."

@@ -66,6 +66,10 @@ def permission_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> N
         raise PermissionDeniedException("This address is not available.")
     if actor is None:
         raise NotAuthorizedException("Please log in.")
+    if actor.mfa_required and not actor.mfa_enabled and not opt.get("mfa_setup"):
+        from core.identity.mfa import MfaSetupRequired
+
+        raise MfaSetupRequired("Set up two-step login first: your roles give access to patient data.")
     permission = opt.get("permission")
     if permission and not allowed(actor, permission):
         raise PermissionDeniedException("Your roles do not allow this.")

@@ -110,10 +110,16 @@ async def app_client(app):
 PASSWORD = "correct horse battery staple 42"
 
 
-async def make_user(email: str, roles=(("hp", "ERN RND"),), hcp: str | None = "Test Hospital", name: str = "Test User") -> int:
-    """Create a user; roles are (role, ERN acronym or None) pairs."""
+TOTP_SECRETS: dict[int, str] = {}
+
+
+async def make_user(
+    email: str, roles=(("hp", "ERN RND"),), hcp: str | None = "Test Hospital", name: str = "Test User", mfa: bool = True
+) -> int:
+    """Create a user; roles are (role, ERN acronym or None) pairs. With ``mfa`` the user has an
+    authenticator enrolled (secret in ``TOTP_SECRETS``), as every user with patient roles must."""
     from core.identity import create_user
-    from core.orgs.tables import Ern, Hcp
+    from core.orgs.tables import Ern, Hcp, HcpErn
 
     erns = {e["acronym"]: e["id"] for e in await Ern.select(Ern.id, Ern.acronym)}
     hcp_id = None
@@ -125,19 +131,61 @@ async def make_user(email: str, roles=(("hp", "ERN RND"),), hcp: str | None = "T
             row = Hcp(name=hcp, city="Testville", country="BE")
             await row.save()
             hcp_id = row.id
-    return await create_user(email, name, PASSWORD, hcp_id, [(r, erns[e] if e else None) for r, e in roles])
+            await HcpErn.insert(*[HcpErn(hcp=hcp_id, ern=erns[a]) for a in ("ERN RND", "ERKNet", "MetabERN")])
+    user_id = await create_user(email, name, PASSWORD, hcp_id, [(r, erns[e] if e else None) for r, e in roles])
+    if mfa:
+        await enrol_totp(user_id)
+    return user_id
+
+
+async def enrol_totp(user_id: int) -> str:
+    import pyotp
+
+    from core.crypto import keyring
+    from core.identity.mfa import SECRET_CONTEXT
+    from core.identity.sessions import now
+    from core.identity.tables import User
+
+    secret = pyotp.random_base32()
+    await User.update(
+        {User.totp_secret: keyring(make_settings()).encrypt(secret, SECRET_CONTEXT), User.totp_enabled_at: now()}
+    ).where(User.id == user_id)
+    TOTP_SECRETS[user_id] = secret
+    return secret
+
+
+async def totp_code(user_id: int) -> str:
+    """A valid code for the user's authenticator. The product refuses a code twice; tests that
+    log the same user in several times within 30 s forget the last used step first."""
+    import pyotp
+
+    from core.identity.tables import User
+
+    await User.update({User.totp_last_step: 0}).where(User.id == user_id)
+    return pyotp.TOTP(TOTP_SECRETS[user_id]).now()
 
 
 def csrf_of(client) -> str:
     return client.cookies.get("csrftoken", "")
 
 
-async def login(client, email: str, password: str = PASSWORD):
+async def login(client, email: str, password: str = PASSWORD, second_factor: bool = True):
+    """Log in with the password and, when asked and known, the authenticator code."""
+    from core.identity.tables import User
+
     await client.get("/login")
-    return await client.post(
+    r = await client.post(
         "/login", data={"email": email, "password": password, "next": "/", "_csrf_token": csrf_of(client)},
         follow_redirects=False,
     )
+    if second_factor and r.status_code in (302, 303) and r.headers["location"].startswith("/login/2fa"):
+        user = await User.select(User.id).where(User.email == email.lower()).first()
+        if user and user["id"] in TOTP_SECRETS:
+            r = await client.post(
+                "/login/2fa", data={"code": await totp_code(user["id"]), "next": "/", "_csrf_token": csrf_of(client)},
+                follow_redirects=False,
+            )
+    return r
 
 
 async def post_form(client, url: str, data: dict | None = None, **kw):

@@ -26,7 +26,7 @@ def _module(name: str, **attrs) -> str:
 def test_core_and_example_plugins_load_in_order():
     host = PluginHost(make_settings())
     names = [p.name for p in host.plugins]
-    assert names[:4] == ["orgs", "identity", "activity", "pages"]
+    assert names[:5] == ["orgs", "identity", "activity", "mail", "pages"]
     assert "example_plugin" in names
     assert "example.hello" in host.permissions
     assert host.permissions.get("example.hello").plugin == "example_plugin"
@@ -157,4 +157,13 @@ async def test_unmarked_route_is_denied_by_default(clean_db):
 def test_public_routes_are_the_expected_few(settings):
     app = create_app(settings)
     public = sorted({path for path, h in _all_handlers(app) if h.opt.get("public")})
-    assert all(p in {"/", "/login", "/healthz"} or p.startswith(("/static/", "/api/schema")) for p in public), public
+    # Everything reachable without logging in, reviewed: login steps, sign-up, account recovery.
+    allowed = {
+        "/login", "/login/2fa", "/login/2fa/reset-request", "/logout", "/signup", "/healthz",
+        "/login/oidc", "/login/oidc/callback", "/account/password/forgot",
+    }
+    unexpected = [
+        p for p in public
+        if p not in allowed and not p.startswith(("/static/", "/api/schema", "/account/verify/", "/account/password/reset/"))
+    ]
+    assert unexpected == [], unexpected

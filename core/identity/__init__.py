@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from litestar import Request, get, post
-from litestar.params import FromQuery
-from litestar.response import Redirect, Template
-
 from core.events import Event, EventType
 from core.hookspecs import hookimpl
 from core.identity.roles import ROLES
@@ -23,6 +19,8 @@ def register_permissions():
     return [
         Permission("identity.users.manage", "Create, edit and deactivate user accounts", ("admin",)),
         Permission("identity.roles.manage", "Edit which permissions each role grants", ("admin",)),
+        Permission("identity.access.review", "Decide access requests and two-step login resets for the ERN", ("coordinator",), ern_scoped=True),
+        Permission("identity.members.manage", "Revoke ERN roles and extend guest accounts", ("coordinator",), ern_scoped=True),
     ]
 
 
@@ -33,90 +31,46 @@ def register_event_types():
         EventType("user.login_failed", "A login attempt failed"),
         EventType("user.logged_out", "A user logged out"),
         EventType("user.created", "A user account was created"),
+        EventType("user.login_throttled", "A login was refused: too many failures"),
+        EventType("user.mfa_failed", "A wrong second-factor code was given"),
+        EventType("user.mfa_enabled", "A user enrolled an authenticator app"),
+        EventType("user.mfa_reset", "A user's second factor was reset"),
+        EventType("user.recovery_codes_created", "New recovery codes were made"),
+        EventType("user.sessions_revoked", "A user logged out their other sessions"),
+        EventType("user.email_verified", "A user verified their e-mail address"),
+        EventType("user.password_reset_requested", "A password reset link was asked for"),
+        EventType("user.password_changed", "A user's password was changed"),
+        EventType("user.deactivated", "An account was deactivated"),
+        EventType("user.oidc_linked", "An OpenID Connect identity was linked to an account"),
+        EventType("user.oidc_failed", "An OpenID Connect login was refused"),
+        EventType("access.requested", "Someone requested roles in an ERN"),
+        EventType("access.approved", "A coordinator approved an access request"),
+        EventType("access.rejected", "A coordinator rejected an access request"),
+        EventType("role.granted", "A role was granted"),
+        EventType("role.revoked", "A role was revoked"),
+        EventType("role.extended", "A guest role was extended"),
+        EventType("grant.changed", "The permissions of a role were changed"),
+        EventType("mfa_reset.requested", "A user asked for their second factor to be reset"),
+        EventType("mfa_reset.decided", "A coordinator decided a second-factor reset"),
     ]
 
 
 @hookimpl
 def menu_links(actor):
-    return [MenuLink("Profile", "/profile", None, order=95)]
-
-
-def safe_next(value: str | None) -> str:
-    """Only local paths: an open redirect would help phishing."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
-@get("/login", opt={"public": True}, include_in_schema=False)
-async def login_form(request: Request, next: FromQuery[str | None] = None) -> Template | Redirect:
-    if request.scope.get("user") is not None:
-        return Redirect(safe_next(next))
-    return page(request, "identity/login.html", {"next": safe_next(next), "error": None, "email": ""})
-
-
-@post("/login", opt={"public": True}, include_in_schema=False)
-async def login_submit(request: Request) -> Template | Redirect:
-    from core.identity.passwords import verify_password
-    from core.identity.sessions import COOKIE_NAME, create_session
-    from core.identity.tables import User
-
-    host = request.app.state.host
-    form = await request.form()
-    email = str(form.get("email", "")).strip().lower()[:254]
-    password = str(form.get("password", ""))[:1024]
-    next_url = safe_next(str(form.get("next", "/")))
-    user = await User.select(User.id, User.password_hash, User.is_active).where(User.email == email).first() if email else None
-    ok = verify_password(user["password_hash"] if user else None, password) and bool(user and user["is_active"])
-    if not ok:
-        await host.events.emit(Event("user.login_failed", user["id"] if user else None, "user", str(user["id"]) if user else "", address=client_address(request)))
-        return page(
-            request, "identity/login.html",
-            {"next": next_url, "error": "The e-mail address or password is not right.", "email": email},
-            status_code=400,
-        )
-    token = await create_session(host.settings, user["id"], client_address(request), request.headers.get("user-agent", ""))
-    await host.events.emit(Event("user.logged_in", user["id"], "user", str(user["id"]), address=client_address(request)))
-    response = Redirect(next_url)
-    response.set_cookie(
-        COOKIE_NAME, token, httponly=True, samesite="lax", secure=host.secure_cookies, path="/",
-        max_age=host.settings.session_absolute_timeout,
-    )
-    return response
-
-
-@post("/logout", opt={"authenticated": True}, include_in_schema=False)
-async def logout(request: Request) -> Redirect:
-    from core.identity.sessions import COOKIE_NAME, revoke_session
-
-    token = request.cookies.get(COOKIE_NAME)
-    if token:
-        await revoke_session(token)
-    actor = request.scope.get("user")
-    await request.app.state.host.events.emit(Event("user.logged_out", actor.user_id, "user", str(actor.user_id), address=client_address(request)))
-    response = Redirect("/login")
-    response.delete_cookie(COOKIE_NAME, path="/")
-    return response
-
-
-@get("/profile", opt={"authenticated": True}, include_in_schema=False)
-async def profile(request: Request) -> Template | Redirect:
-    from core.orgs.tables import Ern, Hcp
-
-    actor = request.scope["user"]
-    hcp = await Hcp.objects().get(Hcp.id == actor.hcp_id) if actor.hcp_id else None
-    erns = {e["id"]: e["acronym"] for e in await Ern.select(Ern.id, Ern.acronym)}
-    roles = sorted((ROLES.get(r, r).split(":")[0], erns.get(e, "all networks") if e else "platform") for r, e in actor.roles)
-    return page(request, "identity/profile.html", {"hcp": hcp, "roles": roles})
+    return [
+        MenuLink("Access requests", "/access/queue", "identity.access.review", order=60),
+        MenuLink("Members", "/access/members", "identity.members.manage", order=61),
+        MenuLink("Users", "/admin/users", "identity.users.manage", order=85),
+        MenuLink("Role grants", "/admin/grants", "identity.roles.manage", order=86),
+        MenuLink("Profile", "/profile", None, order=95),
+    ]
 
 
 @hookimpl
 def register_routes():
-    return [login_form, login_submit, logout, profile]
+    from core.identity import access, accounts, admin, login, mfa, oidc, profile
+
+    return [*login.ROUTES, *mfa.ROUTES, *access.ROUTES, *accounts.ROUTES, *oidc.ROUTES, *profile.ROUTES, *admin.ROUTES]
 
 
 async def sync_role_permissions(host) -> None:

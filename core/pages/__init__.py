@@ -17,7 +17,7 @@ def menu_links(actor):
     return [MenuLink("Dashboard", "/", None, order=0)]
 
 
-@get("/", opt={"public": True}, include_in_schema=False)
+@get("/", opt={"authenticated": True}, include_in_schema=False)
 async def dashboard(request: Request) -> Template | Redirect:
     if request.scope.get("user") is None:
         return Redirect("/login")

@@ -1,0 +1,3 @@
+"""E-mail verification, password reset and the password policy."""
+
+ROUTES: list = []

@@ -1,0 +1,3 @@
+"""OpenID Connect login (EU Login) through authlib."""
+
+ROUTES: list = []
