@@ -61,6 +61,11 @@ async def prepare(data_dir: Path) -> str:
     db.configure(settings, host)
     await migrate_all(host)
     ctx = await load_demo(host)
+    from core.identity.sessions import now
+    from core.identity.tables import User
+
+    # The coordinator's roles require two-step login: mark it enrolled, as after first login.
+    await User.update({User.totp_enabled_at: now()}).where(User.id == ctx.users["coordinator"])
     token = await create_session(settings, ctx.users["coordinator"])
     return f"{COOKIE_NAME}={token}"
 

@@ -67,6 +67,13 @@ def menu_links(actor):
 
 
 @hookimpl
+def extra_template_vars(request):
+    # The login page offers OpenID Connect (EU Login) only when an issuer is configured.
+    settings = request.app.state.settings
+    return {"oidc_label": settings.oidc_label if settings.oidc_issuer else ""}
+
+
+@hookimpl
 def register_routes():
     from core.identity import access, accounts, admin, login, mfa, oidc, profile
 

@@ -11,6 +11,7 @@ from litestar import Request, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from core.events import EventType
 from core.hookspecs import hookimpl
 from core.permissions import Permission
 from core.web import MenuLink, page
@@ -38,7 +39,7 @@ def register_permissions():
 
 @hookimpl
 def menu_links(actor):
-    return [MenuLink("Networks", "/erns", "orgs.view", order=80)]
+    return [MenuLink("Networks", "/erns", "orgs.view", order=80), MenuLink("Hospitals", "/admin/hcps", "orgs.manage", order=84)]
 
 
 @dataclass
@@ -85,7 +86,14 @@ async def ern_list_json() -> list[ErnOut]:
 
 @hookimpl
 def register_routes():
-    return [ern_list, ern_detail, ern_list_json]
+    from core.orgs import admin
+
+    return [ern_list, ern_detail, ern_list_json, *admin.ROUTES]
+
+
+@hookimpl
+def register_event_types():
+    return [EventType("hcp.created", "A hospital was added"), EventType("hcp.updated", "A hospital or its memberships changed")]
 
 
 @hookimpl
