@@ -17,6 +17,8 @@ from core.plugins import PluginHost
 from core.settings import Settings
 
 TEST_DB_URL = os.environ.get("CPMS_TEST_DATABASE_URL", "")
+# With a Redis URL, sessions live in Redis for the whole run (as with several app processes).
+TEST_REDIS_URL = os.environ.get("CPMS_TEST_REDIS_URL", "")
 DATA_DIR = Path(os.environ.get("CPMS_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="cpms-test-"))
 EXAMPLE = "tests.example_plugin"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -24,7 +26,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 def make_settings(**overrides) -> Settings:
     values = dict(
-        env="test", data_dir=DATA_DIR, database_url=TEST_DB_URL, plugin_modules=(EXAMPLE,),
+        env="test", data_dir=DATA_DIR, database_url=TEST_DB_URL, redis_url=TEST_REDIS_URL, plugin_modules=(EXAMPLE,),
         secret_key="test-secret-key-with-enough-length-0123456789",
     )
     values.update(overrides)
@@ -69,8 +71,11 @@ async def clean_db(migrated, settings):
     from core.identity import sync_role_permissions
     from core.orgs.seed import seed_erns
 
+    from core.identity.session_store import store_for
+
     db.configure(settings, migrated)
     await db.delete_all_rows()
+    await store_for(settings).clear()
     await seed_erns()
     await sync_role_permissions(migrated)
     return migrated

@@ -61,6 +61,7 @@ def _cpms(settings, *args, input=None):
         "CPMS_ENV": "test",
         "CPMS_DATA_DIR": str(settings.data_dir),
         "CPMS_DATABASE_URL": settings.database_url,
+        "CPMS_REDIS_URL": settings.redis_url,
         "CPMS_PLUGIN_MODULES": "tests.example_plugin",
     }
     return subprocess.run(

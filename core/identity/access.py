@@ -342,7 +342,7 @@ async def decide_mfa_reset(request: Request, reset_id: FromPath[int], decision: 
     if not done:
         return await _queue_with_message(request, "This reset was already decided.", 409)
     if status == "approved":
-        await reset_second_factor(row.user)
+        await reset_second_factor(host.settings, row.user)
         await host.events.emit(Event("user.mfa_reset", actor.user_id, "user", str(row.user), {"reset_request": reset_id}, client_address(request)))
     await host.events.emit(Event("mfa_reset.decided", actor.user_id, "mfa_reset", str(reset_id), {"decision": status}, client_address(request)))
     await _notify(

@@ -45,8 +45,9 @@ async def users(
     )
 
 
-async def _user_context(user_id: int, message: str = "", error: str = "") -> dict:
-    from core.identity.tables import RoleAssignment, Session, User
+async def _user_context(request: Request, user_id: int, message: str = "", error: str = "") -> dict:
+    from core.identity.sessions import live_sessions
+    from core.identity.tables import RoleAssignment, User
     from core.orgs.tables import Ern
 
     user = await User.select(
@@ -58,7 +59,7 @@ async def _user_context(user_id: int, message: str = "", error: str = "") -> dic
     roles = await RoleAssignment.select(
         RoleAssignment.id, RoleAssignment.role, RoleAssignment.expires_at, RoleAssignment.ern.acronym.as_alias("ern_acronym")
     ).where(RoleAssignment.user == user_id).order_by(RoleAssignment.role)
-    sessions = await Session.count().where((Session.user == user_id) & Session.revoked_at.is_null() & (Session.expires_at > now()))
+    sessions = len(await live_sessions(request.app.state.settings, user_id))
     return {
         "user": user, "roles": roles, "live_sessions": sessions, "all_roles": ROLES,
         "erns": await Ern.select(Ern.id, Ern.acronym).order_by(Ern.acronym), "message": message, "error": error,
@@ -67,27 +68,27 @@ async def _user_context(user_id: int, message: str = "", error: str = "") -> dic
 
 @get("/admin/users/{user_id:int}", opt={"permission": USERS}, include_in_schema=False)
 async def user_detail(request: Request, user_id: FromPath[int]) -> Template:
-    return page(request, "identity/admin_user.html", await _user_context(user_id))
+    return page(request, "identity/admin_user.html", await _user_context(request, user_id))
 
 
 @post("/admin/users/{user_id:int}/active", opt={"permission": USERS}, include_in_schema=False)
 async def set_active(request: Request, user_id: FromPath[int]) -> Template:
-    from core.identity.tables import Session, User
+    from core.identity.sessions import revoke_user_sessions
+    from core.identity.tables import User
 
     actor = request.scope["user"]
     form = await request.form()
     active = str(form.get("active", "")) == "1"
     if user_id == actor.user_id and not active:
-        return page(request, "identity/admin_user.html", await _user_context(user_id, error="You cannot deactivate your own account."), status_code=409)
+        return page(request, "identity/admin_user.html", await _user_context(request, user_id, error="You cannot deactivate your own account."), status_code=409)
     if not await User.exists().where(User.id == user_id):
         raise NotFoundException("No such user.")
-    async with User._meta.db.transaction():
-        await User.update({User.is_active: active}).where(User.id == user_id)
-        if not active:
-            await Session.update({Session.revoked_at: now()}).where((Session.user == user_id) & Session.revoked_at.is_null())
+    await User.update({User.is_active: active}).where(User.id == user_id)
+    if not active:
+        await revoke_user_sessions(request.app.state.settings, user_id)
     if not active:
         await request.app.state.host.events.emit(Event("user.deactivated", actor.user_id, "user", str(user_id), address=client_address(request)))
-    return page(request, "identity/admin_user.html", await _user_context(user_id, message="Account activated." if active else "Account deactivated; its sessions ended."))
+    return page(request, "identity/admin_user.html", await _user_context(request, user_id, message="Account activated." if active else "Account deactivated; its sessions ended."))
 
 
 @post("/admin/users/{user_id:int}/roles", opt={"permission": USERS}, include_in_schema=False)
@@ -128,13 +129,13 @@ async def grant_role(request: Request, user_id: FromPath[int]) -> Template:
     ):
         error = "The user already holds this role there."
     if error:
-        return page(request, "identity/admin_user.html", await _user_context(user_id, error=error), status_code=422)
+        return page(request, "identity/admin_user.html", await _user_context(request, user_id, error=error), status_code=422)
     expires = now() + timedelta(days=GUEST_DAYS) if role == "guest" else None
     await RoleAssignment.insert(RoleAssignment(user=user_id, role=role, ern=ern_id, granted_by=actor.user_id, expires_at=expires))
     await request.app.state.host.events.emit(
         Event("role.granted", actor.user_id, "user", str(user_id), {"role": role, "ern": ern_id}, client_address(request))
     )
-    return page(request, "identity/admin_user.html", await _user_context(user_id, message=f"Role {role} granted."))
+    return page(request, "identity/admin_user.html", await _user_context(request, user_id, message=f"Role {role} granted."))
 
 
 @post("/admin/users/{user_id:int}/roles/{assignment_id:int}/revoke", opt={"permission": USERS}, include_in_schema=False)
@@ -146,7 +147,7 @@ async def revoke_role(request: Request, user_id: FromPath[int], assignment_id: F
     if row is None:
         raise NotFoundException("No such role.")
     if user_id == actor.user_id and row["role"] == "admin":
-        return page(request, "identity/admin_user.html", await _user_context(user_id, error="You cannot remove your own administrator role."), status_code=409)
+        return page(request, "identity/admin_user.html", await _user_context(request, user_id, error="You cannot remove your own administrator role."), status_code=409)
     removed = [row["role"]]
     async with RoleAssignment._meta.db.transaction():
         await RoleAssignment.delete().where(RoleAssignment.id == assignment_id)
@@ -159,7 +160,7 @@ async def revoke_role(request: Request, user_id: FromPath[int], assignment_id: F
         await request.app.state.host.events.emit(
             Event("role.revoked", actor.user_id, "user", str(user_id), {"role": role, "ern": row["ern"]}, client_address(request))
         )
-    return page(request, "identity/admin_user.html", await _user_context(user_id, message=f"Revoked: {', '.join(removed)}."))
+    return page(request, "identity/admin_user.html", await _user_context(request, user_id, message=f"Revoked: {', '.join(removed)}."))
 
 
 # --- the grant table ----------------------------------------------------------------------------

@@ -139,7 +139,7 @@ async def second_factor_submit(request: Request) -> Template | Redirect:
             status_code=400,
         )
     await throttle.record_success(user_id)
-    await complete_session(token)
+    await complete_session(host.settings, token)
     await host.events.emit(Event("user.logged_in", user_id, "user", str(user_id), {"second_factor": used}, address))
     return Redirect(next_url)
 
@@ -151,7 +151,7 @@ async def logout(request: Request) -> Redirect:
 
     token = request.cookies.get(COOKIE_NAME)
     if token:
-        await revoke_session(token)
+        await revoke_session(request.app.state.settings, token)
     actor = request.scope.get("user")
     if actor is not None:
         await request.app.state.host.events.emit(

@@ -92,14 +92,15 @@ def qr_svg_data_uri(uri: str) -> str:
     return segno.make(uri, error="m").svg_data_uri(scale=5, border=2)
 
 
-async def reset_second_factor(user_id: int) -> None:
+async def reset_second_factor(settings, user_id: int) -> None:
     """Forget the authenticator and recovery codes, and end every session of the user."""
-    from core.identity.tables import RecoveryCode, Session, User
+    from core.identity.sessions import revoke_user_sessions
+    from core.identity.tables import RecoveryCode, User
 
     async with User._meta.db.transaction():
         await User.update({User.totp_secret: "", User.totp_enabled_at: None, User.totp_last_step: 0}).where(User.id == user_id)
         await RecoveryCode.delete().where(RecoveryCode.user == user_id)
-        await Session.update({Session.revoked_at: now()}).where((Session.user == user_id) & Session.revoked_at.is_null())
+    await revoke_user_sessions(settings, user_id)
 
 
 # --- pages -----------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ their absolute lifetime; roles are read on every request so a revocation takes e
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
 from http.cookies import SimpleCookie
 
+from core.identity.session_store import store_for, token_hash
 from core.permissions import Actor, grants_for
 from core.settings import Settings
 
@@ -22,7 +22,7 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 
 
 def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return token_hash(token)
 
 
 def now() -> datetime:
@@ -32,45 +32,42 @@ def now() -> datetime:
 async def create_session(
     settings: Settings, user_id: int, address: str = "", user_agent: str = "", stage: str = "full", method: str = "password"
 ) -> str:
-    from core.identity.tables import Session
-
     token = secrets.token_urlsafe(32)
-    await Session.insert(
-        Session(
-            token_hash=_hash(token), user=user_id, created_at=now(), last_seen_at=now(),
-            expires_at=now() + timedelta(seconds=settings.session_absolute_timeout),
-            address=address[:64], user_agent=user_agent[:300], stage=stage, method=method,
-        )
+    await store_for(settings).create(
+        _hash(token), user_id, now() + timedelta(seconds=settings.session_absolute_timeout),
+        address[:64], user_agent[:300], stage, method,
     )
     return token
 
 
-async def complete_session(token: str) -> None:
+async def complete_session(settings: Settings, token: str) -> None:
     """The second factor was given: the session becomes a full one."""
-    from core.identity.tables import Session
-
-    await Session.update({Session.stage: "full", Session.last_seen_at: now()}).where(Session.token_hash == _hash(token))
+    await store_for(settings).update(_hash(token), stage="full", last_seen_at=now())
 
 
 async def pending_user_id(settings: Settings, token: str | None) -> int | None:
     """The user of a live session still waiting for its second factor."""
-    from core.identity.tables import Session
-
     if not token:
         return None
-    row = await Session.select(Session.user, Session.stage, Session.expires_at, Session.revoked_at, Session.created_at).where(
-        Session.token_hash == _hash(token)
-    ).first()
+    record = await store_for(settings).get(_hash(token))
     # Ten minutes to give the second factor.
-    if row is None or row["stage"] != "mfa" or row["revoked_at"] is not None or row["created_at"] + timedelta(minutes=10) <= now():
+    if record is None or record.stage != "mfa" or record.revoked or record.created_at + timedelta(minutes=10) <= now():
         return None
-    return row["user"]
+    return record.user_id
 
 
-async def revoke_session(token: str) -> None:
-    from core.identity.tables import Session
+async def revoke_session(settings: Settings, token: str) -> None:
+    await store_for(settings).revoke(_hash(token))
 
-    await Session.update({Session.revoked_at: now()}).where(Session.token_hash == _hash(token))
+
+async def live_sessions(settings: Settings, user_id: int):
+    """The user's sessions that are logged in (for the profile page)."""
+    return [r for r in await store_for(settings).live_for_user(user_id) if r.stage == "full" and not r.revoked]
+
+
+async def revoke_user_sessions(settings: Settings, user_id: int, *, only: list[str] | None = None, keep: str | None = None) -> int:
+    """End a user's sessions (all, only some ids, or all but ``keep``); returns how many."""
+    return await store_for(settings).revoke_for_user(user_id, only, keep)
 
 
 def token_from_scope(scope) -> str | None:
@@ -139,24 +136,16 @@ async def actor_for_user(user_id: int, session_id: str = "", user: dict | None =
 
 
 async def actor_from_token(settings: Settings, token: str) -> Actor | None:
-    from core.identity.tables import Session
-
-    # One query for the session and its user; roles are read fresh on every request.
-    row = await Session.select(
-        Session.id, Session.user, Session.last_seen_at, Session.expires_at, Session.revoked_at, Session.stage,
-        Session.user.email.as_alias("email"), Session.user.name.as_alias("name"),
-        Session.user.hcp.as_alias("hcp"), Session.user.is_active.as_alias("is_active"),
-        Session.user.totp_enabled_at.as_alias("totp_enabled_at"),
-    ).where(Session.token_hash == _hash(token)).first()
-    if row is None or row["revoked_at"] is not None or row["stage"] != "full":
+    store = store_for(settings)
+    record = await store.get(_hash(token))
+    if record is None or record.revoked or record.stage != "full":
         return None
     current = now()
-    if row["expires_at"] <= current or row["last_seen_at"] + timedelta(seconds=settings.session_idle_timeout) <= current:
+    if record.expires_at <= current or record.last_seen_at + timedelta(seconds=settings.session_idle_timeout) <= current:
         return None
-    if current - row["last_seen_at"] > TOUCH_INTERVAL:
-        await Session.update({Session.last_seen_at: current}).where(Session.id == row["id"])
-    user = {k: row[k] for k in ("email", "name", "hcp", "is_active", "totp_enabled_at")} | {"id": row["user"]}
-    return await actor_for_user(row["user"], session_id=str(row["id"]), user=user)
+    if current - record.last_seen_at > TOUCH_INTERVAL:
+        await store.update(_hash(token), last_seen_at=current)
+    return await actor_for_user(record.user_id, session_id=record.id, user=record.user)
 
 
 def auth_middleware_factory(settings: Settings):

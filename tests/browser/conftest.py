@@ -47,7 +47,8 @@ def live_server(settings, migrated):
     port = _free_port()
     env = {
         **os.environ, "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
-        "CPMS_DATABASE_URL": settings.database_url, "CPMS_PLUGIN_MODULES": "tests.example_plugin",
+        "CPMS_DATABASE_URL": settings.database_url, "CPMS_REDIS_URL": settings.redis_url,
+        "CPMS_PLUGIN_MODULES": "tests.example_plugin",
         "CPMS_BASE_URL": f"http://127.0.0.1:{port}", "CPMS_SECRET_KEY": settings.secret_key,
     }
     subprocess.run([sys.executable, "-m", "core.cli", "demo"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
