@@ -160,6 +160,13 @@ async def test_start_sends_browser_to_provider_with_pkce_and_a_sealed_cookie(cli
     assert pending["next"] == "/"  # no open redirect
 
 
+async def test_login_page_offers_the_provider_only_when_configured(client):
+    r = await client.get("/login", params={"next": "/profile"})
+    assert 'href="/login/oidc?next=/profile"' in r.text and "Log in with EU Login" in r.text
+    async with app_client(create_app(make_settings(base_url=BASE_URL))) as plain:
+        assert "/login/oidc" not in (await plain.get("/login")).text
+
+
 async def test_new_person_gets_an_account_without_roles_and_is_sent_to_request_access(client, provider):
     from core.identity.tables import RoleAssignment, Session
 
@@ -249,6 +256,13 @@ async def test_tampered_state_is_refused_and_audited(client):
     assert await users() == []
     # The pending login is spent: the genuine redirect no longer works either.
     await assert_refused(await client.get(callback), client, "no_pending_login")
+    assert await users() == []
+
+
+async def test_redirect_naming_another_issuer_is_refused(client):
+    # RFC 9207: a response from a different provider (a mix-up attack) is not ours.
+    callback = await sign_in(await begin(client), ALICE)
+    await assert_refused(await client.get(with_query(callback, iss="http://127.0.0.1:9")), client, "issuer_mismatch")
     assert await users() == []
 
 
@@ -357,7 +371,6 @@ async def test_oidc_disabled_is_not_found(clean_db):
     async with app_client(create_app(make_settings(base_url=BASE_URL))) as c:
         assert (await c.get("/login/oidc")).status_code == 404
         assert (await c.get("/login/oidc/callback?code=x&state=y")).status_code == 404
-    assert oidc.button_label(make_settings()) is None
 
 
 # --- ID token verification ---------------------------------------------------------------

@@ -119,11 +119,6 @@ def enabled(settings) -> bool:
     return bool(settings.oidc_issuer)
 
 
-def button_label(settings) -> str | None:
-    """What the login page's button says, or None when OpenID Connect is off."""
-    return settings.oidc_label if enabled(settings) else None
-
-
 def redirect_uri(settings) -> str:
     return settings.base_url.rstrip("/") + CALLBACK_PATH
 
@@ -471,7 +466,15 @@ async def resolve_account(request: Request, identity: Identity) -> tuple[int, bo
         _check_active(user)
         await _link(request, user, identity)
         return user["id"], False
-    return await _create(request, identity), True
+    try:
+        return await _create(request, identity), True
+    except Exception:
+        # Two first logins of one person at once: the other one created the account (the
+        # e-mail is unique), so use it; anything else is a real error.
+        user = await _find_user((User.oidc_issuer == identity.issuer) & (User.oidc_subject == identity.subject))
+        if user is None:
+            raise
+        return user["id"], False
 
 
 # --- pages -----------------------------------------------------------------------------------

@@ -40,13 +40,56 @@ def _need_chromium():
         pytest.skip(msg)
 
 
+class MailBox:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what the app sends."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[dict] = []
+        box = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                import email
+                from email import policy
+
+                msg = email.message_from_bytes(envelope.content, policy=policy.default)
+                body = msg.get_body(preferencelist=("plain",))
+                box.messages.append({"to": envelope.rcpt_tos[0], "subject": str(msg["subject"]), "body": body.get_content() if body else ""})
+                return "250 OK"
+
+        self.port = _free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def wait_for(self, to: str, timeout: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in reversed(self.messages):
+                if m["to"] == to:
+                    return m
+            time.sleep(0.1)
+        raise AssertionError(f"no mail to {to}")
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
 @pytest.fixture(scope="module")
-def live_server(settings, migrated):
+def mailbox():
+    box = MailBox()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="module")
+def live_server(settings, migrated, mailbox):
     """The real app on a free loopback port, with demo data, as `./dev demo` serves it."""
     _need_chromium()
     port = _free_port()
     env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
+        **os.environ, "CPMS_SMTP_HOST": "127.0.0.1", "CPMS_SMTP_PORT": str(mailbox.port), "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
         "CPMS_DATABASE_URL": settings.database_url, "CPMS_REDIS_URL": settings.redis_url,
         "CPMS_PLUGIN_MODULES": "tests.example_plugin",
         "CPMS_BASE_URL": f"http://127.0.0.1:{port}", "CPMS_SECRET_KEY": settings.secret_key,

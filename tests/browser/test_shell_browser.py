@@ -14,14 +14,15 @@ def test_login_dashboard_navigation_and_logout(live_server, page):
     # htmx loaded from our own static files and running under the strict CSP
     page.wait_for_function("() => window.htmx !== undefined")
 
-    page.get_by_label("E-mail address").fill("coordinator@demo.cpms.eu")
-    page.get_by_label("Password").fill("demo-coordinator-2026")
+    # the researcher's roles see no patient data: no second factor is demanded
+    page.get_by_label("E-mail address").fill("researcher@demo.cpms.eu")
+    page.get_by_label("Password").fill("demo-researcher-2026")
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(live_server + "/")
-    assert page.get_by_role("heading", name=re.compile("Welcome, Prof. Jan de Vries")).is_visible()
+    assert page.get_by_role("heading", name=re.compile("Welcome, Dr. Sofia Rossi")).is_visible()
     nav = page.get_by_role("navigation", name="Main")
     labels = [t.strip() for t in nav.get_by_role("link").all_inner_texts()]
-    assert labels == ["Dashboard", "Example", "Networks", "Profile"]
+    assert labels == ["Dashboard", "Networks", "Profile"]
 
     # hx-boost: navigation swaps the body without a full page load
     page.evaluate("() => { window.__marker = 42 }")
@@ -58,8 +59,8 @@ def test_works_without_javascript(live_server, browser):
     context = browser.new_context(java_script_enabled=False)
     p = context.new_page()
     p.goto(live_server + "/login")
-    p.get_by_label("E-mail address").fill("hp@demo.cpms.eu")
-    p.get_by_label("Password").fill("demo-hp-2026")
+    p.get_by_label("E-mail address").fill("researcher@demo.cpms.eu")
+    p.get_by_label("Password").fill("demo-researcher-2026")
     p.get_by_role("button", name="Log in").click()
     p.wait_for_url(live_server + "/")
     assert p.get_by_role("heading", name=re.compile("Welcome")).is_visible()
