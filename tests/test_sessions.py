@@ -52,3 +52,24 @@ async def test_session_cookie_flags(client):
     r = await post_form(client, "/login", {"email": "hp@example.org", "password": PASSWORD})
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
+
+
+async def test_hp_names_an_assistant_of_the_same_hospital(client):
+    from core.identity.profile import acting_for
+    from core.identity.tables import AssistantFor
+    from tests.conftest import post_form
+
+    hp = await make_user("hp@example.org")
+    assistant = await make_user("assistant@example.org", roles=[("assistant", "ERN RND")])
+    await make_user("elsewhere@example.org", roles=[("assistant", "ERN RND")], hcp="Other Hospital")
+    await make_user("plainhp@example.org")
+    await login(client, "hp@example.org")
+    for email, why in (("elsewhere@example.org", "at your hospital"), ("plainhp@example.org", "assistant role"), ("nobody@example.org", "at your hospital")):
+        r = await post_form(client, "/profile/assistants", {"email": email})
+        assert r.status_code == 422 and why in r.text
+    r = await post_form(client, "/profile/assistants", {"email": "assistant@example.org"})
+    assert r.status_code == 200 and "Assistant added" in r.text
+    assert await acting_for(assistant) == [hp]
+    link = await AssistantFor.select(AssistantFor.id).first()
+    r = await post_form(client, f"/profile/assistants/{link['id']}/remove")
+    assert r.status_code == 200 and await acting_for(assistant) == []

@@ -52,6 +52,8 @@ def register_event_types():
         EventType("grant.changed", "The permissions of a role were changed"),
         EventType("mfa_reset.requested", "A user asked for their second factor to be reset"),
         EventType("mfa_reset.decided", "A coordinator decided a second-factor reset"),
+        EventType("assistant.named", "An HP named an assistant who acts for them"),
+        EventType("assistant.removed", "An HP removed an assistant"),
     ]
 
 

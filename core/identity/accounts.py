@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from litestar import Request, get, post
 from litestar.background_tasks import BackgroundTask
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from core.events import Event
@@ -205,7 +206,7 @@ async def _emit(request: Request, name: str, user_id: int, data: dict | None = N
 
 
 @get("/account/verify/{token:str}", opt={"public": True}, include_in_schema=False)
-async def verify_email(request: Request, token: str) -> Template:
+async def verify_email(request: Request, token: FromPath[str]) -> Template:
     from core.identity.tables import User
 
     user_id = await consume_token(token, VERIFY_EMAIL)
@@ -268,14 +269,14 @@ async def _reset_target(token: str) -> dict | None:
 
 
 @get("/account/password/reset/{token:str}", opt={"public": True}, include_in_schema=False)
-async def reset_form(request: Request, token: str) -> Template:
+async def reset_form(request: Request, token: FromPath[str]) -> Template:
     if await _reset_target(token) is None:
         return _invalid_link(request, "reset")
     return page(request, "identity/account_reset.html", {"errors": []})
 
 
 @post("/account/password/reset/{token:str}", opt={"public": True}, include_in_schema=False)
-async def reset_submit(request: Request, token: str) -> Template | Redirect:
+async def reset_submit(request: Request, token: FromPath[str]) -> Template | Redirect:
     from core.identity.passwords import hash_password
     from core.identity.tables import OneTimeToken
 

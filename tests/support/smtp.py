@@ -16,42 +16,39 @@ import pytest
 from aiosmtpd.controller import Controller
 
 
-@dataclass(frozen=True)
-class ReceivedMail:
-    to: tuple[str, ...]
-    sender: str
-    subject: str
-    body: str
-    #: (file name, MIME type, content) of each attachment
-    attachments: tuple[tuple[str, str, str], ...] = ()
+def parse(raw: bytes, rcpt_tos, mail_from: str) -> dict:
+    """A received message as a dict: "to" (the recipients, comma-separated), "recipients",
+    "from" (envelope sender), "subject", "body" (the plain text) and "attachments"
+    ((file name, MIME type, content) tuples)."""
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    body_part = msg.get_body(preferencelist=("plain",))
+    return {
+        "to": ", ".join(rcpt_tos),
+        "recipients": list(rcpt_tos),
+        "from": mail_from,
+        "subject": str(msg["Subject"]),
+        "body": body_part.get_content() if body_part is not None else "",
+        "attachments": [
+            (part.get_filename(), part.get_content_type(), _text(part.get_content())) for part in msg.iter_attachments()
+        ],
+    }
 
-    def link(self, path_prefix: str) -> str:
-        """The first URL in the body whose path starts with ``path_prefix``."""
-        match = re.search(r"https?://[^/\s]+(" + re.escape(path_prefix) + r"\S*)", self.body)
-        if match is None:
-            raise AssertionError(f"no link to {path_prefix} in mail {self.subject!r}")
-        return match.group(1)
+
+def link_in(mail: dict, path_prefix: str) -> str:
+    """The path (with query) of the first URL in the mail's body whose path starts with ``path_prefix``."""
+    match = re.search(r"https?://[^/\s]+(" + re.escape(path_prefix) + r"\S*)", mail["body"])
+    if match is None:
+        raise AssertionError(f"no link to {path_prefix} in mail {mail['subject']!r}")
+    return match.group(1)
 
 
 @dataclass
 class _Collector:
-    messages: list[ReceivedMail] = field(default_factory=list)
+    messages: list[dict] = field(default_factory=list)
 
     async def handle_DATA(self, server, session, envelope):
         self.messages.append(parse(envelope.content, envelope.rcpt_tos, envelope.mail_from))
         return "250 Message accepted for delivery"
-
-
-def parse(raw: bytes, rcpt_tos, mail_from: str) -> ReceivedMail:
-    msg = email.message_from_bytes(raw, policy=policy.default)
-    body_part = msg.get_body(preferencelist=("plain",))
-    attachments = tuple(
-        (part.get_filename(), part.get_content_type(), _text(part.get_content())) for part in msg.iter_attachments()
-    )
-    return ReceivedMail(
-        to=tuple(rcpt_tos), sender=mail_from, subject=str(msg["Subject"]),
-        body=body_part.get_content() if body_part is not None else "", attachments=attachments,
-    )
 
 
 def _text(content) -> str:
@@ -72,7 +69,9 @@ class SmtpServer:
         self._controller: Controller | None = None
 
     @property
-    def messages(self) -> list[ReceivedMail]:
+    def messages(self) -> list[dict]:
+        """Received so far. A message is stored before the server answers "250", so once a
+        client's send has returned, its message is here."""
         return self._collector.messages
 
     def start(self) -> "SmtpServer":
