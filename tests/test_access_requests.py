@@ -93,6 +93,7 @@ async def test_signup_bad_input_changes_nothing(client):
 
 
 async def test_hcp_must_belong_to_the_ern(client):
+    await make_user("someone@example.org")  # creates "Test Hospital", member of ERN RND, ERKNet, MetabERN
     erns = await _ids()
     r = await _signup(client, ern=str(erns["ERN EYE"]))
     assert r.status_code == 422 and "not a member of that network" in r.text

@@ -57,9 +57,11 @@ async def events(name: str) -> list[dict]:
 
 
 async def live_sessions(uid: int) -> int:
-    from core.identity.tables import Session
+    """Live sessions in whichever store the run uses (database or Redis)."""
+    from core.identity.sessions import live_sessions as live
+    from tests.conftest import make_settings
 
-    return await Session.count().where((Session.user == uid) & Session.revoked_at.is_null())
+    return len(await live(make_settings(), uid))
 
 
 async def expire_tokens(uid: int) -> None:

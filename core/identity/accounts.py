@@ -178,20 +178,18 @@ def _new_password_problems(password: str, again: str, email: str, name: str) -> 
     return problems
 
 
-async def _store_password(user_id: int, password_hash: str, keep_session: int | None = None, verified: bool = False) -> None:
+async def _store_password(settings, user_id: int, password_hash: str, keep_session: str | None = None, verified: bool = False) -> None:
     """Set the new hash, lift any lockout, and end every session but ``keep_session``:
     whoever knew the old password must not stay logged in."""
-    from core.identity.tables import Session, User
+    from core.identity.sessions import revoke_user_sessions
+    from core.identity.tables import User
 
     current = now()
     values = {User.password_hash: password_hash, User.password_changed_at: current, User.failed_logins: 0, User.locked_until: None}
     if verified:
         values[User.email_verified] = True
     await User.update(values).where(User.id == user_id)
-    live = (Session.user == user_id) & Session.revoked_at.is_null()
-    if keep_session is not None:
-        live = live & (Session.id != keep_session)
-    await Session.update({Session.revoked_at: current}).where(live)
+    await revoke_user_sessions(settings, user_id, keep=keep_session)
 
 
 def _invalid_link(request: Request, kind: str) -> Template:
@@ -294,7 +292,7 @@ async def reset_submit(request: Request, token: FromPath[str]) -> Template | Red
         consumed = await consume_token(token, RESET_PASSWORD)
         if consumed == user["id"]:
             # Receiving the link proves the mailbox belongs to the user.
-            await _store_password(user["id"], password_hash, verified=True)
+            await _store_password(request.app.state.settings, user["id"], password_hash, verified=True)
     if consumed != user["id"]:
         return _invalid_link(request, "reset")
     await _emit(request, "user.password_changed", user["id"], {"method": "reset"})
@@ -338,7 +336,7 @@ async def change_submit(request: Request) -> Template:
         return refused(errors)
     password_hash = hash_password(password)
     async with User._meta.db.transaction():
-        await _store_password(actor.user_id, password_hash, keep_session=int(actor.session_id) if actor.session_id else None)
+        await _store_password(request.app.state.settings, actor.user_id, password_hash, keep_session=actor.session_id or None)
     await _emit(request, "user.password_changed", actor.user_id, {"method": "change"})
     response = page(request, "identity/account_password.html", {"errors": [], "done": True})
     response.background = BackgroundTask(_send_password_changed, request.app.state.settings, actor.email, actor.name)

@@ -61,11 +61,21 @@ def too_many(request: Request) -> Template:
     )
 
 
+NOTICES = {
+    "password-reset": "Your password was changed. Log in with the new one.",
+}
+
+
 @get("/login", opt={"public": True}, include_in_schema=False)
-async def login_form(request: Request, next: FromQuery[str | None] = None) -> Template | Redirect:
+async def login_form(
+    request: Request, next: FromQuery[str | None] = None, notice: FromQuery[str | None] = None
+) -> Template | Redirect:
     if request.scope.get("user") is not None:
         return Redirect(safe_next(next))
-    return page(request, "identity/login.html", {"next": safe_next(next), "error": None, "email": ""})
+    return page(
+        request, "identity/login.html",
+        {"next": safe_next(next), "error": None, "email": "", "notice": NOTICES.get(notice or "")},
+    )
 
 
 @post("/login", opt={"public": True}, include_in_schema=False)
