@@ -12,6 +12,7 @@ from html import escape
 from urllib.parse import quote
 
 from litestar import MediaType, Request, Response
+from litestar.background_tasks import BackgroundTask
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.response import Redirect, Template
 
@@ -87,7 +88,27 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response:
         detail = "Some values are missing or not valid."
     if status == 404 and detail in ("Not Found", ""):
         detail = "There is nothing at this address, or you may not see it."
-    return error_response(request, status, detail, _messages(exc), headers=getattr(exc, "headers", None))
+    response = error_response(request, status, detail, _messages(exc), headers=getattr(exc, "headers", None))
+    if status == 403 and exc.detail == CSRF_FAILED:
+        response.background = BackgroundTask(_audit_refusal, request, "CSRF token missing or wrong")
+    return response
+
+
+CSRF_FAILED = "CSRF token verification failed"  # Litestar's CSRF middleware says so
+
+
+async def _audit_refusal(request: Request, reason: str) -> None:
+    """Forged requests are audited (after the response: a refusal must not wait on the log)."""
+    from core.events import Event
+
+    actor = request.scope.get("user")
+    address = request.client.host if request.client else ""
+    try:
+        await request.app.state.host.events.emit(
+            Event("security.refused", actor.user_id if actor else None, "request", request.url.path[:100], {"reason": reason, "method": request.method}, address)
+        )
+    except Exception:
+        log.exception("could not audit a refused request")
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:

@@ -159,6 +159,7 @@ async def test_bad_verification_links_change_nothing(mail_client, case):
     assert (await user_row(uid))["email_verified"] is False
     assert await OneTimeToken.count().where(OneTimeToken.used_at.is_not_null()) == 0
     assert await events("user.email_verified") == []
+    assert len(await events("security.refused")) == 1  # the refusal is audited
 
 
 # --- forgotten password ----------------------------------------------------------------------

@@ -72,6 +72,13 @@ async def test_login_without_csrf_token_is_refused(client):
     r = await client.post("/login", data={"email": "hp@example.org", "password": "x", "_csrf_token": "forged"})
     assert r.status_code == 403
     assert "cpms_session" not in client.cookies
+    from core.activity.tables import Activity
+
+    import json
+
+    [row] = await Activity.select().where(Activity.action == "security.refused")
+    data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"])
+    assert row["subject_id"] == "/login" and data["reason"] == "CSRF token missing or wrong"
 
 
 async def test_open_redirect_after_login_is_refused(client):

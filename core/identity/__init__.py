@@ -52,6 +52,7 @@ def register_event_types():
         EventType("grant.changed", "The permissions of a role were changed"),
         EventType("mfa_reset.requested", "A user asked for their second factor to be reset"),
         EventType("mfa_reset.decided", "A coordinator decided a second-factor reset"),
+        EventType("security.refused", "A request was refused as forged or invalid (CSRF token, one-time link)"),
         EventType("assistant.named", "An HP named an assistant who acts for them"),
         EventType("assistant.removed", "An HP removed an assistant"),
     ]

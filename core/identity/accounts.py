@@ -192,7 +192,11 @@ async def _store_password(settings, user_id: int, password_hash: str, keep_sessi
     await revoke_user_sessions(settings, user_id, keep=keep_session)
 
 
-def _invalid_link(request: Request, kind: str) -> Template:
+async def _invalid_link(request: Request, kind: str) -> Template:
+    # Refused links are audited: many of them can mean someone is guessing tokens.
+    await request.app.state.host.events.emit(
+        Event("security.refused", None, "request", request.url.path.split("/")[2], {"reason": f"invalid {kind} link"}, client_address(request))
+    )
     return page(request, "identity/account_token_invalid.html", {"kind": kind}, status_code=400)
 
 
@@ -209,7 +213,7 @@ async def verify_email(request: Request, token: FromPath[str]) -> Template:
 
     user_id = await consume_token(token, VERIFY_EMAIL)
     if user_id is None:
-        return _invalid_link(request, "verify")
+        return await _invalid_link(request, "verify")
     await User.update({User.email_verified: True}).where(User.id == user_id)
     await _emit(request, "user.email_verified", user_id)
     return page(request, "identity/account_verified.html")
@@ -269,7 +273,7 @@ async def _reset_target(token: str) -> dict | None:
 @get("/account/password/reset/{token:str}", opt={"public": True}, include_in_schema=False)
 async def reset_form(request: Request, token: FromPath[str]) -> Template:
     if await _reset_target(token) is None:
-        return _invalid_link(request, "reset")
+        return await _invalid_link(request, "reset")
     return page(request, "identity/account_reset.html", {"errors": []})
 
 
@@ -280,7 +284,7 @@ async def reset_submit(request: Request, token: FromPath[str]) -> Template | Red
 
     user = await _reset_target(token)
     if user is None:
-        return _invalid_link(request, "reset")
+        return await _invalid_link(request, "reset")
     form = await request.form()
     password, again = str(form.get("password", "")), str(form.get("password_again", ""))
     errors = _new_password_problems(password, again, user["email"], user["name"])
@@ -294,7 +298,7 @@ async def reset_submit(request: Request, token: FromPath[str]) -> Template | Red
             # Receiving the link proves the mailbox belongs to the user.
             await _store_password(request.app.state.settings, user["id"], password_hash, verified=True)
     if consumed != user["id"]:
-        return _invalid_link(request, "reset")
+        return await _invalid_link(request, "reset")
     await _emit(request, "user.password_changed", user["id"], {"method": "reset"})
     response = Redirect("/login?notice=password-reset", status_code=303)
     response.background = BackgroundTask(_send_password_changed, request.app.state.settings, user["email"], user["name"])
