@@ -5,7 +5,7 @@ import re
 
 import pyotp
 
-from core.identity.tables import RecoveryCode, Session, User
+from core.identity.tables import RecoveryCode, User
 from tests.conftest import PASSWORD, TOTP_SECRETS, csrf_of, login, make_user, post_form, totp_code
 
 
@@ -151,7 +151,9 @@ async def test_lost_phone_reset_approved_by_coordinator_of_the_ern(client, setti
         assert again.status_code == 404  # decided: no longer in the queue
     user = await User.select(User.totp_enabled_at, User.totp_secret).where(User.id == uid).first()
     assert user["totp_enabled_at"] is None and user["totp_secret"] == ""
-    assert await Session.count().where((Session.user == uid) & Session.revoked_at.is_null()) == 0
+    from core.identity.session_store import store_for
+
+    assert await store_for(settings).live_for_user(uid) == []  # every session ended
     assert len(await _activity("user.mfa_reset")) == 1
     # next login: password only, then forced enrolment
     TOTP_SECRETS.pop(uid)
