@@ -120,13 +120,12 @@ async def actor_for_user(user_id: int, session_id: str = "", user: dict | None =
     if user is None or not user["is_active"]:
         return None
     current = now()
-    roles = tuple(
-        (r["role"], r["ern"])
-        for r in await RoleAssignment.select(RoleAssignment.role, RoleAssignment.ern, RoleAssignment.expires_at).where(
-            RoleAssignment.user == user_id
-        )
-        if r["expires_at"] is None or r["expires_at"] > current
+    # Read on every request (so a revoked role stops at once); raw SQL for the same reason
+    # as the session lookup: the ORM's query building costs more than the query.
+    rows = await RoleAssignment.raw(
+        'SELECT role, ern, expires_at FROM identity_role_assignment WHERE "user" = {}', user_id
     )
+    roles = tuple((r["role"], r["ern"]) for r in rows if r["expires_at"] is None or r["expires_at"] > current)
     grants = grants_for(roles, await role_permissions.get())
     return Actor(
         user["id"], user["email"], user["name"], user["hcp"], roles, grants, session_id,
