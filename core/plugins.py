@@ -29,7 +29,9 @@ CORE_MODULES = (
     "core.orgs",
     "core.identity",
     "core.activity",
+    "core.audit",
     "core.mail",
+    "core.patients",
     "core.pages",
 )
 

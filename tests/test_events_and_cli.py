@@ -98,8 +98,8 @@ async def test_cli_demo_loads_realistic_data(clean_db, settings):
     countries = {h["country"] for h in await Hcp.select(Hcp.country)}
     assert len(countries) >= 8
     roles = {r["role"] for r in await RoleAssignment.select(RoleAssignment.role)}
-    assert roles == {"admin", "hp", "coordinator", "dispatcher", "researcher", "guest", "assistant"}
-    assert await User.count() == 7
+    assert roles == {"admin", "hp", "coordinator", "dispatcher", "researcher", "guest", "assistant", "dpo"}
+    assert await User.count() == 8
     assert await ExampleNote.count() == 1  # plugins add their own demo data
 
 

@@ -130,6 +130,7 @@ async def load_demo_data(ctx):
         "researcher": ("Dr. Sofia Rossi", None, [("researcher", ern)]),
         "guest": ("Dr. Olivier Martin", None, [("guest", ern)]),
         "assistant": ("Paul Schmidt", hcp, [("assistant", ern)]),
+        "dpo": ("Greta Datenschutz", hcp, [("dpo", None)]),
     }
     for role, (name, hcp_id, roles) in people.items():
         ctx.users[role] = await create_user(f"{role}@demo.cpms.eu", name, DEMO_PASSWORD.format(role=role), hcp_id, roles)

@@ -14,7 +14,7 @@ from litestar.response import Redirect, Template
 
 from core.events import Event
 from core.identity.login import client_address
-from core.identity.roles import GUEST_DAYS, NEEDS_HP, ROLES
+from core.identity.roles import GUEST_DAYS, NEEDS_HP, PLATFORM_ROLES, ROLES
 from core.identity.sessions import now, role_permissions
 from core.web import page
 
@@ -108,9 +108,9 @@ async def grant_role(request: Request, user_id: FromPath[int]) -> Template:
     ern_id = None
     if role not in ROLES:
         error = "Choose a role."
-    elif role == "admin":
+    elif role in PLATFORM_ROLES:
         if ern_raw:
-            error = "The administrator role is platform-wide: leave the network empty."
+            error = "This role is platform-wide: leave the network empty."
     else:
         try:
             ern_id = int(ern_raw)

@@ -8,13 +8,17 @@ ROLES: dict[str, str] = {
     "researcher": "Researcher: anonymised research data only",
     "guest": "Guest expert invited into one panel; the account expires",
     "assistant": "Assistant acting for named HPs of the same HCP",
+    "dpo": "Data-protection officer: browses and exports the audit of the hospital's patients",
 }
+
+#: Roles held platform-wide (not in an ERN); a DPO's scope is their own hospital.
+PLATFORM_ROLES = frozenset({"admin", "dpo"})
 
 #: Roles held in an ERN (the others are platform-wide).
 ERN_ROLES = ("hp", "coordinator", "dispatcher", "researcher", "guest", "assistant")
 
 #: Roles that can see patient data (or, for admin, manage who can): a second factor is mandatory.
-MFA_ROLES = frozenset({"admin", "hp", "coordinator", "dispatcher", "guest", "assistant"})
+MFA_ROLES = frozenset({"admin", "dpo", "hp", "coordinator", "dispatcher", "guest", "assistant"})
 
 #: Roles that need the HP role in the same ERN.
 NEEDS_HP = frozenset({"coordinator", "dispatcher"})

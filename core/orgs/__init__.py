@@ -17,7 +17,7 @@ from core.permissions import Permission
 from core.web import MenuLink, page
 
 DATA = Path(__file__).parent / "data"
-ALL_ROLES = ("admin", "hp", "coordinator", "dispatcher", "researcher", "guest", "assistant")
+ALL_ROLES = ("admin", "hp", "coordinator", "dispatcher", "researcher", "guest", "assistant", "dpo")
 
 
 def ern_reference() -> list[dict]:

@@ -1,0 +1,43 @@
+"""Patients: enrolment with consent, pseudonymisation, the clinical record, GDPR rights."""
+
+from core.events import EventType
+from core.hookspecs import hookimpl
+from core.permissions import Permission
+from core.web import MenuLink
+
+CLINICAL = ("hp", "coordinator", "dispatcher", "assistant")
+
+
+@hookimpl
+def register_piccolo_apps():
+    return ["core.patients.piccolo_app"]
+
+
+@hookimpl
+def register_permissions():
+    return [
+        Permission("patients.view", "See the patients of one's own hospital, identity included", CLINICAL),
+        Permission("patients.enrol", "Enrol a patient of one's hospital into an ERN", CLINICAL),
+        Permission("patients.edit", "Edit identity, consent and the clinical record of one's hospital's patients", CLINICAL),
+    ]
+
+
+@hookimpl
+def register_event_types():
+    return [
+        EventType("patient.enrolled", "A patient was enrolled with Consent for Care"),
+        EventType("patient.updated", "A patient's identity or clinical record changed"),
+        EventType("consent.changed", "A consent was given, refused or withdrawn"),
+    ]
+
+
+@hookimpl
+def menu_links(actor):
+    return [MenuLink("Patients", "/patients", "patients.view", order=10)]
+
+
+@hookimpl
+def register_routes():
+    from core.patients import clinical, consent, records
+
+    return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES]

@@ -1,0 +1,45 @@
+"""Consent: append-only history per kind; the newest row is the current status.
+
+A change (withdrawal above all) takes effect at once and is emitted as ``consent.changed``,
+which plugins act on (research data stops including the patient, panels stop, ...)."""
+
+from __future__ import annotations
+
+from litestar import Request, post
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+
+from core.events import Event
+from core.identity.login import client_address
+from core.patients.access import CONSENT_KINDS, CONSENT_STATUSES, load_patient
+
+
+@post("/patients/{pseudonym:str}/consents", opt={"permission": "patients.edit"}, include_in_schema=False)
+async def record_consent(request: Request, pseudonym: FromPath[str]) -> Template | Redirect:
+    from core.patients.clinical import _rerender
+    from core.patients.records import audit, validate_consent
+    from core.patients.tables import Consent
+
+    patient = await load_patient(request, pseudonym, "patients.edit")
+    form = await request.form()
+    kind = str(form.get("kind", ""))
+    status = str(form.get("status", ""))
+    values, errors = validate_consent(form, prefix="")
+    if kind not in CONSENT_KINDS:
+        errors["kind"] = "Choose the kind of consent."
+    if status not in CONSENT_STATUSES:
+        errors["status"] = "Choose given, refused or withdrawn."
+    if errors:
+        return await _rerender(request, patient, errors, "consents")
+    actor = request.scope["user"]
+    await Consent.insert(Consent(
+        patient=patient["id"], kind=kind, status=status, date=values["date"], form_version=values["form_version"], recorded_by=actor.user_id,
+    ))
+    await audit(request, "consent.record", patient, {"kind": kind, "status": status})
+    await request.app.state.host.events.emit(
+        Event("consent.changed", actor.user_id, "patient", pseudonym, {"kind": kind, "status": status}, client_address(request))
+    )
+    return Redirect(f"/patients/{pseudonym}#consents", status_code=303)
+
+
+ROUTES = [record_consent]

@@ -1,0 +1,202 @@
+"""Patients: enrolment with consent, encryption at rest, pseudonyms, duplicates, the clinical
+record with its history, consent changes, and that no other hospital sees anything."""
+
+import re
+import sqlite3
+
+from core import db
+from core.patients.tables import ChangeLog, Consent, Diagnosis, GeneticFinding, Patient
+from tests.conftest import login, make_user, post_form
+
+SECRET_NAME = "Zebulon"
+SECRET_FAMILY = "Quatermain-Oyelaran"
+
+
+async def _ern(acronym="ERN RND"):
+    from core.orgs.tables import Ern
+
+    return (await Ern.select(Ern.id).where(Ern.acronym == acronym).first())["id"]
+
+
+async def enrol(client, **over):
+    data = {
+        "given_name": SECRET_NAME, "family_name": SECRET_FAMILY, "date_of_birth": "2011-04-02", "sex": "female",
+        "local_record_number": "MRN-99812", "national_id": "BE-11.04.02-123.45", "email": "parent@example.org",
+        "phone": "+32 470 11 22 33", "address": "Rue des Secrets 7, Gent", "ern": str(await _ern()),
+        "care_status": "given", "care_date": "2026-10-01", "care_form_version": "ERN-RND v3.1", "sharing_status": "given",
+    }
+    data.update(over)
+    await client.get("/patients/new")
+    return await post_form(client, "/patients/new", data)
+
+
+async def _events(action):
+    from core.activity.tables import Activity
+
+    return await Activity.select().where(Activity.action == action)
+
+
+async def test_enrol_with_consent_then_see_the_record(client):
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    r = await enrol(client)
+    assert r.status_code == 303 or r.status_code == 302, r.text
+    pseudonym = r.headers["location"].rsplit("/", 1)[1]
+    assert re.fullmatch(r"P[A-HJ-NP-Z2-9]{11}", pseudonym)
+    patient = await Patient.select().where(Patient.pseudonym == pseudonym).first()
+    assert SECRET_NAME not in patient["identity"] and patient["identity"].startswith("enc1:")
+    assert SECRET_NAME not in patient["nickname"]
+    page = await client.get(f"/patients/{pseudonym}")
+    assert page.status_code == 200
+    assert SECRET_NAME in page.text and SECRET_FAMILY.upper() in page.text and patient["nickname"] in page.text
+    assert "care: given" in page.text and "sharing: given" in page.text
+    consents = await Consent.select().where(Consent.patient == patient["id"])
+    assert {(c["kind"], c["status"]) for c in consents} == {("care", "given"), ("sharing", "given")}
+    assert len(await _events("patient.enrolled")) == 1
+    listing = await client.get("/patients")
+    assert patient["nickname"] in listing.text and SECRET_NAME in listing.text
+
+
+async def test_no_identifying_field_in_clear_text_in_the_database(client, settings):
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    r = await enrol(client)
+    pseudonym = r.headers["location"].rsplit("/", 1)[1]
+    await post_form(client, f"/patients/{pseudonym}/identity", {
+        "given_name": SECRET_NAME, "family_name": SECRET_FAMILY + "-Renamed", "date_of_birth": "2011-04-02",
+    })
+    secrets = (SECRET_NAME, SECRET_FAMILY, "MRN-99812", "BE-11.04.02", "parent@example.org", "Rue des Secrets", "2011-04-02")
+    for table in db.all_tables():
+        for row in await table.select():
+            text = repr(row)
+            for s in secrets:
+                assert s not in text, (table._meta.tablename, s)
+    if not settings.uses_postgres:
+        conn = sqlite3.connect(settings.sqlite_path)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        raw = settings.sqlite_path.read_bytes()
+        for s in secrets:
+            assert s.encode() not in raw
+
+
+async def test_enrolment_needs_consent_for_care_and_valid_input(client):
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    cases = [
+        ({"care_status": ""}, "Consent for Care"),
+        ({"date_of_birth": "2011-13-45"}, "YYYY-MM-DD"),
+        ({"date_of_birth": "2099-01-01"}, "in the past"),
+        ({"care_date": "yesterday"}, "YYYY-MM-DD"),
+        ({"care_form_version": ""}, "version"),
+        ({"given_name": ""}, "Required"),
+        ({"ern": str(await _ern("ERN EYE"))}, "one of your networks"),
+        ({"ern": "not-a-number"}, "one of your networks"),
+        ({"email": "not an email"}, "valid e-mail"),
+        ({"sex": "robot"}, "Choose one"),
+        ({"research_status": "maybe"}, "not asked"),
+    ]
+    for over, message in cases:
+        r = await enrol(client, **over)
+        assert r.status_code == 422 and message in r.text, over
+    assert await Patient.count() == 0 and await Consent.count() == 0
+
+
+async def test_duplicates_are_flagged_before_a_second_record(client):
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    await enrol(client)
+    same_record = await enrol(client, given_name="Other", family_name="Person", date_of_birth="1990-01-01")
+    assert same_record.status_code == 409 and "same local record number" in same_record.text
+    same_person = await enrol(client, local_record_number="", given_name="zébulon", family_name=SECRET_FAMILY.lower())
+    assert same_person.status_code == 409 and "same name and date of birth" in same_person.text
+    assert await Patient.count() == 1
+    forced = await enrol(client, local_record_number="", given_name="zébulon", family_name=SECRET_FAMILY.lower(), confirm_duplicate="yes")
+    assert forced.status_code in (302, 303)
+    assert await Patient.count() == 2
+
+
+async def test_other_hospitals_and_other_roles_never_see_the_patient(client, settings):
+    from core.app import create_app
+    from tests.conftest import app_client
+
+    await make_user("hp@example.org")
+    await make_user("other@example.org", hcp="Other Hospital")
+    await make_user("res@example.org", roles=[("researcher", "ERN RND")], hcp=None, mfa=False)
+    await make_user("dpo@example.org", roles=[("dpo", None)])
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    app = create_app(settings)
+    for email, listing_status in (("other@example.org", 200), ("res@example.org", 403), ("dpo@example.org", 403)):
+        async with app_client(app) as other:
+            await login(other, email)
+            for path in (f"/patients/{pseudonym}", f"/patients/{pseudonym}/history"):
+                r = await other.get(path)
+                assert r.status_code in (403, 404), (email, path)
+                assert SECRET_NAME not in r.text and SECRET_FAMILY not in r.text
+            r = await other.get("/patients?q=zeb")
+            assert r.status_code == listing_status
+            assert SECRET_NAME not in r.text and pseudonym not in r.text
+            r = await post_form(other, f"/patients/{pseudonym}/summary", {"summary": "overwritten"})
+            assert r.status_code in (403, 404)
+    assert (await Patient.select(Patient.summary).first())["summary"] == ""
+
+
+async def test_clinical_record_changes_keep_history(client):
+    await make_user("hp@example.org", name="Dr Keeper")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    base = f"/patients/{pseudonym}/record"
+    r = await post_form(client, f"{base}/diagnoses", {"label": "Spinocerebellar ataxia type 2", "system": "ORPHA", "code": "98756", "status": "suspected", "onset": "2019"})
+    assert r.status_code == 303
+    [dx] = await Diagnosis.select()
+    r = await post_form(client, f"{base}/diagnoses/{dx['id']}", {"label": "Spinocerebellar ataxia type 2", "system": "ORPHA", "code": "98756", "status": "confirmed", "onset": "2019"})
+    assert r.status_code == 303
+    assert (await Diagnosis.select(Diagnosis.status).first())["status"] == "confirmed"
+    bad = await post_form(client, f"{base}/genetics", {"gene": "ATXN2", "variant": "not hgvs", "zygosity": "heterozygous", "classification": "pathogenic"})
+    assert bad.status_code == 422 and "HGVS" in bad.text
+    assert await GeneticFinding.count() == 0
+    ok = await post_form(client, f"{base}/genetics", {"gene": "ATXN2", "variant": "NM_002973.4:c.496C>T", "zygosity": "heterozygous", "classification": "pathogenic"})
+    assert ok.status_code == 303
+    bad_dates = await post_form(client, f"{base}/medications", {"name": "Riluzole", "dose": "50 mg", "started": "2024-05-01", "stopped": "2023-01-01"})
+    assert bad_dates.status_code == 422
+    assert (await client.get(f"{base}/nonsense", follow_redirects=False)).status_code in (404, 405)
+    r = await post_form(client, f"{base}/diagnoses/{dx['id']}/delete")
+    assert r.status_code == 303 and await Diagnosis.count() == 0
+    history = await client.get(f"/patients/{pseudonym}/history")
+    assert "suspected" in history.text and "confirmed" in history.text and "Dr Keeper" in history.text
+    changes = await ChangeLog.select()
+    assert all("suspected" not in c["old_value"] + c["new_value"] for c in changes)  # encrypted
+    assert {c["entity"] for c in changes} >= {"diagnoses", "genetics"}
+
+
+async def test_consent_withdrawal_is_appended_and_announced(client):
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    r = await post_form(client, f"/patients/{pseudonym}/consents", {"kind": "sharing", "status": "withdrawn", "date": "2026-11-01", "form_version": "ERN-RND v3.1"})
+    assert r.status_code == 303
+    rows = await Consent.select().where(Consent.kind == "sharing").order_by(Consent.id)
+    assert [c["status"] for c in rows] == ["given", "withdrawn"]
+    page = await client.get(f"/patients/{pseudonym}")
+    assert "sharing: withdrawn" in page.text
+    events = await _events("consent.changed")
+    assert len(events) == 1 and pseudonym == events[0]["subject_id"]
+    bad = await post_form(client, f"/patients/{pseudonym}/consents", {"kind": "sharing", "status": "perhaps", "date": "2026-11-01", "form_version": "v"})
+    assert bad.status_code == 422
+    assert await Consent.count().where(Consent.kind == "sharing") == 2
+
+
+async def test_views_and_changes_are_audited(client):
+    from core.audit.tables import AuditEntry
+
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    await client.get(f"/patients/{pseudonym}")
+    await client.get("/patients?q=zeb")
+    await post_form(client, f"/patients/{pseudonym}/summary", {"summary": "Progressive gait ataxia since 2019."})
+    actions = [r["action"] for r in await AuditEntry.select(AuditEntry.action).where(AuditEntry.patient_pseudonym == pseudonym).order_by(AuditEntry.seq)]
+    assert actions == ["patient.enrol", "patient.view", "patient.search_hit", "patient.update"]
+    for row in await AuditEntry.select():
+        assert SECRET_NAME not in repr(row)
