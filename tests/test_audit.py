@@ -239,7 +239,7 @@ async def test_exports_hold_only_the_dpos_hospital_and_are_downloads(client, fmt
     filtered = await client.get("/audit/export", params={"format": fmt, "action": "patient.search_hit"})
     assert _export_pseudonyms(filtered, fmt) == {"PAAAA0002"}
     # Reading the audit goes to the activity log, not into the patient-data chain.
-    events = await Activity.select().where(Activity.action == "audit.exported")
+    events = await Activity.select().where(Activity.action == "audit.exported").order_by(Activity.id).output(load_json=True)
     assert len(events) == 2 and events[1]["data"]["action"] == "patient.search_hit" and events[0]["data"]["format"] == fmt
     assert await AuditEntry.count() == 4
 

@@ -200,3 +200,36 @@ async def test_views_and_changes_are_audited(client):
     assert actions == ["patient.enrol", "patient.view", "patient.search_hit", "patient.update"]
     for row in await AuditEntry.select():
         assert SECRET_NAME not in repr(row)
+
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+async def test_document_upload_and_download(client, settings):
+    from core.patients.tables import Document
+
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    from tests.conftest import csrf_of
+
+    url = f"/patients/{pseudonym}/documents"
+    files = {"file": (f"{SECRET_FAMILY}_lab.pdf", PDF, "application/pdf")}
+    r = await client.post(url, data={"kind": "lab_report", "title": f"Lab report {SECRET_NAME}", "_csrf_token": csrf_of(client)}, files=files)
+    assert r.status_code == 303, r.text
+    [doc] = await Document.select()
+    assert doc["content_type"] == "application/pdf" and doc["size"] == len(PDF)
+    assert SECRET_NAME not in doc["title"] and SECRET_FAMILY not in doc["filename"]  # encrypted
+    page = await client.get(f"/patients/{pseudonym}")
+    assert f"Lab report {SECRET_NAME}" in page.text
+    dl = await client.get(f"{url}/{doc['id']}")
+    assert dl.status_code == 200 and dl.content == PDF
+    assert SECRET_FAMILY not in dl.headers["content-disposition"] and pseudonym in dl.headers["content-disposition"]
+    # wrong type (an executable renamed .pdf) and empty files are refused; nothing is stored
+    before = sorted(p for p in (settings.data_dir / "files").rglob("*") if p.is_file())
+    for name, content, status in (("x.pdf", b"MZ\x90\x00 not a pdf", 415), ("empty.pdf", b"", 400)):
+        r = await client.post(url, data={"kind": "lab_report", "title": "bad", "_csrf_token": csrf_of(client)}, files={"file": (name, content, "application/pdf")})
+        assert r.status_code == status, (name, r.status_code)
+    assert await Document.count() == 1
+    assert sorted(p for p in (settings.data_dir / "files").rglob("*") if p.is_file()) == before
+    assert (await client.get(f"{url}/999999")).status_code == 404

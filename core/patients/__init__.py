@@ -28,6 +28,7 @@ def register_event_types():
         EventType("patient.enrolled", "A patient was enrolled with Consent for Care"),
         EventType("patient.updated", "A patient's identity or clinical record changed"),
         EventType("consent.changed", "A consent was given, refused or withdrawn"),
+        EventType("document.uploaded", "A file was added to a patient's record"),
     ]
 
 
@@ -38,6 +39,6 @@ def menu_links(actor):
 
 @hookimpl
 def register_routes():
-    from core.patients import clinical, consent, records
+    from core.patients import clinical, consent, documents, records
 
-    return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES]
+    return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES, *documents.ROUTES]

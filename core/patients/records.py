@@ -227,7 +227,10 @@ async def patient_context(request: Request, patient: dict) -> dict:
     memberships = await PatientErn.select(PatientErn.ern.acronym.as_alias("acronym"), PatientErn.enrolled_at).where(PatientErn.patient == patient["id"])
     consents = (await current_consents([patient["id"]])).get(patient["id"], {})
     sections = [s for _, secs in host.results_by_plugin("patient_sections", patient=ref(patient), actor=actor) for s in secs]
+    from core.patients.documents import KINDS as DOCUMENT_KINDS, documents_for
+
     return {
+        "documents": await documents_for(settings, patient), "document_kinds": DOCUMENT_KINDS,
         "patient": patient, "who": who, "name": ident.display_name(who), "labels": ident.LABELS, "memberships": memberships,
         "consents": consents, "kinds": CONSENT_KINDS, "sections": visible(sections, actor),
     }
