@@ -233,3 +233,45 @@ async def test_document_upload_and_download(client, settings):
     assert await Document.count() == 1
     assert sorted(p for p in (settings.data_dir / "files").rglob("*") if p.is_file()) == before
     assert (await client.get(f"{url}/999999")).status_code == 404
+
+
+async def test_restriction_and_erasure_carried_out_by_the_dpo(client, settings):
+    from core.app import create_app
+    from core.audit.tables import AuditEntry
+    from core.patients.tables import GdprRequest
+    from tests.conftest import app_client
+
+    await make_user("hp@example.org")
+    await make_user("dpo@example.org", roles=[("dpo", None)])
+    await make_user("otherdpo@example.org", roles=[("dpo", None)], hcp="Other Hospital")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    bad = await post_form(client, f"/patients/{pseudonym}/gdpr", {"kind": "deletion-please", "reason": "x"})
+    assert bad.status_code == 422 and await GdprRequest.count() == 0
+    await post_form(client, f"/patients/{pseudonym}/gdpr", {"kind": "restriction", "reason": "Letter from the patient, 2026-11-20"})
+    await post_form(client, f"/patients/{pseudonym}/gdpr", {"kind": "erasure", "reason": "Asked in clinic on 2026-11-21"})
+    restriction, erasure = await GdprRequest.select().order_by(GdprRequest.id)
+    app = create_app(settings)
+    async with app_client(app) as other:
+        await login(other, "otherdpo@example.org")
+        assert pseudonym not in (await other.get("/gdpr")).text
+        assert (await post_form(other, f"/gdpr/{restriction['id']}/carry-out")).status_code == 404
+    async with app_client(app) as dpo:
+        await login(dpo, "dpo@example.org")
+        queue = await dpo.get("/gdpr")
+        assert pseudonym in queue.text and SECRET_NAME not in queue.text  # the DPO sees no identity
+        assert (await post_form(dpo, f"/gdpr/{restriction['id']}/carry-out")).status_code == 303
+        # restricted: readable, but no change is accepted
+        assert (await client.get(f"/patients/{pseudonym}")).status_code == 200
+        r = await post_form(client, f"/patients/{pseudonym}/summary", {"summary": "changed"})
+        assert r.status_code == 409
+        assert (await post_form(dpo, f"/gdpr/{erasure['id']}/refuse", {"note": ""})).status_code == 422
+        assert (await post_form(dpo, f"/gdpr/{erasure['id']}/carry-out")).status_code == 303
+        assert (await post_form(dpo, f"/gdpr/{erasure['id']}/carry-out")).status_code == 409
+    assert (await client.get(f"/patients/{pseudonym}")).status_code == 404
+    row = await Patient.select().where(Patient.pseudonym == pseudonym).first()
+    assert row["identity"] == "" and row["erased_at"] is not None
+    assert await Consent.count() == 0
+    actions = [a["action"] for a in await AuditEntry.select(AuditEntry.action).where(AuditEntry.patient_pseudonym == pseudonym)]
+    assert "patient.enrol" in actions and "patient.gdpr_carried_out" in actions  # the audit survives erasure
+    assert len(await _events("patient.erased")) == 1

@@ -19,6 +19,7 @@ def register_permissions():
         Permission("patients.view", "See the patients of one's own hospital, identity included", CLINICAL),
         Permission("patients.enrol", "Enrol a patient of one's hospital into an ERN", CLINICAL),
         Permission("patients.edit", "Edit identity, consent and the clinical record of one's hospital's patients", CLINICAL),
+        Permission("patients.gdpr.decide", "Carry out or refuse erasure and restriction requests of one's hospital", ("dpo",)),
     ]
 
 
@@ -29,16 +30,19 @@ def register_event_types():
         EventType("patient.updated", "A patient's identity or clinical record changed"),
         EventType("consent.changed", "A consent was given, refused or withdrawn"),
         EventType("document.uploaded", "A file was added to a patient's record"),
+        EventType("patient.gdpr_requested", "An erasure or restriction request was recorded"),
+        EventType("patient.erased", "A patient's data was erased (GDPR); the pseudonymous audit remains"),
+        EventType("patient.restriction_changed", "Processing of a patient's data was restricted or the restriction lifted"),
     ]
 
 
 @hookimpl
 def menu_links(actor):
-    return [MenuLink("Patients", "/patients", "patients.view", order=10)]
+    return [MenuLink("Patients", "/patients", "patients.view", order=10), MenuLink("GDPR requests", "/gdpr", "patients.gdpr.decide", order=70)]
 
 
 @hookimpl
 def register_routes():
-    from core.patients import clinical, consent, documents, records
+    from core.patients import clinical, consent, documents, gdpr, records
 
-    return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES, *documents.ROUTES]
+    return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES, *documents.ROUTES, *gdpr.ROUTES]

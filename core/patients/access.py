@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from litestar import Request
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException
 
 from core.permissions import allowed
 
@@ -40,14 +40,17 @@ def sees_identity(actor, patient: dict) -> bool:
     return actor is not None and actor.hcp_id == patient["hcp"] and allowed(actor, "patients.view")
 
 
-async def load_patient(request: Request, pseudonym: str, permission: str = "patients.view") -> dict:
-    """The patient row for a page, or 404 for anyone who may not see it (erased ones too)."""
+async def load_patient(request: Request, pseudonym: str, permission: str = "patients.view", allow_restricted: bool = False) -> dict:
+    """The patient row for a page, or 404 for anyone who may not see it (erased ones too).
+    Changes to a record whose processing is restricted (GDPR) are refused with 409."""
     from core.patients.tables import Patient
 
     actor = request.scope.get("user")
     row = await Patient.select().where(Patient.pseudonym == pseudonym[:20]).first()
     if row is None or row["erased_at"] is not None or not sees_identity(actor, row) or not allowed(actor, permission):
         raise NotFoundException("No such patient, or you may not see it.")
+    if row["restricted"] and permission != "patients.view" and not allow_restricted:
+        raise HTTPException(status_code=409, detail="Processing of this record is restricted at the patient's request (GDPR); it cannot be changed.")
     return row
 
 

@@ -1,0 +1,127 @@
+"""GDPR erasure and restriction: requests are recorded on the record, and the hospital's
+data-protection officer carries them out where the law allows (or refuses with the legal
+reason, e.g. a retention duty). The audit trail is kept in every case; it names the patient
+by pseudonym only.
+"""
+
+from __future__ import annotations
+
+from litestar import Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+
+from core.events import Event
+from core.identity.login import client_address
+from core.identity.sessions import now
+from core.patients.access import load_patient
+from core.web import page
+
+KINDS = {"erasure": "Erasure (right to be forgotten)", "restriction": "Restriction of processing"}
+DECIDE = "patients.gdpr.decide"
+
+
+@post("/patients/{pseudonym:str}/gdpr", opt={"permission": "patients.edit"}, include_in_schema=False)
+async def record_request(request: Request, pseudonym: FromPath[str]) -> Template | Redirect:
+    from core.patients.clinical import _rerender
+    from core.patients.records import audit
+    from core.patients.tables import GdprRequest
+
+    patient = await load_patient(request, pseudonym, "patients.edit", allow_restricted=True)
+    form = await request.form()
+    kind = str(form.get("kind", ""))
+    reason = str(form.get("reason", "")).strip()
+    errors = {}
+    if kind not in KINDS:
+        errors["kind"] = "Choose erasure or restriction."
+    if not 5 <= len(reason) <= 2000:
+        errors["reason"] = "Say how the patient asked (5 to 2,000 characters)."
+    if errors:
+        return await _rerender(request, patient, errors, "gdpr")
+    row = GdprRequest(patient=patient["id"], kind=kind, reason=reason, requested_by=request.scope["user"].user_id)
+    await row.save()
+    await audit(request, "patient.gdpr_request", patient, {"kind": kind, "request": row.id})
+    await request.app.state.host.events.emit(
+        Event("patient.gdpr_requested", request.scope["user"].user_id, "patient", pseudonym, {"kind": kind}, client_address(request))
+    )
+    return Redirect(f"/patients/{pseudonym}#gdpr", status_code=303)
+
+
+async def _queue(actor) -> list[dict]:
+    from core.patients.tables import GdprRequest
+
+    return await GdprRequest.select(
+        GdprRequest.id, GdprRequest.kind, GdprRequest.status, GdprRequest.reason, GdprRequest.requested_at, GdprRequest.note,
+        GdprRequest.patient.pseudonym.as_alias("pseudonym"), GdprRequest.patient.nickname.as_alias("nickname"),
+    ).where(GdprRequest.patient.hcp == (actor.hcp_id or 0)).order_by(GdprRequest.id, ascending=False)
+
+
+@get("/gdpr", opt={"permission": DECIDE}, include_in_schema=False)
+async def queue(request: Request) -> Template:
+    return page(request, "patients/gdpr_queue.html", {"requests": await _queue(request.scope["user"]), "kinds": KINDS})
+
+
+async def erase(settings, patient_id: int) -> int:
+    """Delete identity, clinical record and files; keep the pseudonymous shell for the audit."""
+    from core.patients.tables import (
+        ChangeLog, ClinicalNote, Consent, Diagnosis, Document, GeneticFinding, Medication, Patient, Phenotype,
+    )
+    from core.storage import Storage
+
+    docs = await Document.select(Document.storage_key).where(Document.patient == patient_id)
+    async with Patient._meta.db.transaction():
+        for table in (Diagnosis, Phenotype, GeneticFinding, Medication, ClinicalNote, ChangeLog, Consent, Document):
+            await table.delete().where(table.patient == patient_id)
+        await Patient.update({
+            Patient.identity: "", Patient.summary: "", Patient.dup_record: "", Patient.dup_name_dob: "", Patient.erased_at: now(),
+        }).where(Patient.id == patient_id)
+    storage = Storage(settings)
+    removed = 0
+    for doc in docs:
+        if not await Document.exists().where(Document.storage_key == doc["storage_key"]):
+            removed += int(await storage.delete(doc["storage_key"]))
+    return removed
+
+
+@post("/gdpr/{request_id:int}/{decision:str}", opt={"permission": DECIDE}, include_in_schema=False)
+async def decide(request: Request, request_id: FromPath[int], decision: FromPath[str]) -> Template | Redirect:
+    from core.audit.chain import record
+    from core.patients.tables import GdprRequest, Patient
+
+    actor = request.scope["user"]
+    if decision not in ("carry-out", "refuse", "lift"):
+        raise NotFoundException("No such decision.")
+    mine = {r["id"]: r for r in await _queue(actor)}
+    if request_id not in mine:
+        raise NotFoundException("No such request.")
+    item = mine[request_id]
+    note = str((await request.form()).get("note", "")).strip()[:2000]
+    wanted = {"carry-out": ("recorded", "carried_out"), "refuse": ("recorded", "refused"), "lift": ("carried_out", "lifted")}[decision]
+    if decision == "lift" and item["kind"] != "restriction":
+        raise NotFoundException("Only a restriction can be lifted.")
+    if decision == "refuse" and len(note) < 5:
+        return page(request, "patients/gdpr_queue.html", {"requests": list(mine.values()), "kinds": KINDS, "error": "Give the legal reason for refusing."}, status_code=422)
+    done = await GdprRequest.update({
+        GdprRequest.status: wanted[1], GdprRequest.decided_by: actor.user_id, GdprRequest.decided_at: now(), GdprRequest.note: note,
+    }).where((GdprRequest.id == request_id) & (GdprRequest.status == wanted[0])).returning(GdprRequest.patient)
+    if not done:
+        return page(request, "patients/gdpr_queue.html", {"requests": list(mine.values()), "kinds": KINDS, "error": "This request was already decided."}, status_code=409)
+    patient_id = done[0]["patient"]
+    if wanted[1] == "carried_out" and item["kind"] == "restriction":
+        await Patient.update({Patient.restricted: True}).where(Patient.id == patient_id)
+    elif wanted[1] == "lifted":
+        await Patient.update({Patient.restricted: False}).where(Patient.id == patient_id)
+    elif wanted[1] == "carried_out" and item["kind"] == "erasure":
+        await erase(request.app.state.settings, patient_id)
+    await record(
+        f"patient.gdpr_{wanted[1]}", patient_pseudonym=item["pseudonym"], patient_hcp=actor.hcp_id, actor=actor,
+        address=client_address(request), detail={"kind": item["kind"], "request": request_id},
+    )
+    await request.app.state.host.events.emit(Event(
+        "patient.erased" if (item["kind"] == "erasure" and wanted[1] == "carried_out") else "patient.restriction_changed",
+        actor.user_id, "patient", item["pseudonym"], {"kind": item["kind"], "status": wanted[1]}, client_address(request),
+    ))
+    return Redirect("/gdpr", status_code=303)
+
+
+ROUTES = [record_request, queue, decide]
