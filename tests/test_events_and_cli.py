@@ -101,6 +101,9 @@ async def test_cli_demo_loads_realistic_data(clean_db, settings):
     assert roles == {"admin", "hp", "coordinator", "dispatcher", "researcher", "guest", "assistant", "dpo"}
     assert await User.count() == 8
     assert await ExampleNote.count() == 1  # plugins add their own demo data
+    from core.patients.tables import Consent, Patient
+
+    assert await Patient.count() == 3 and await Consent.count().where(Consent.kind == "care") == 3
 
 
 async def test_cli_demo_refused_in_production(settings):

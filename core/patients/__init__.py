@@ -46,3 +46,10 @@ def register_routes():
     from core.patients import clinical, consent, documents, gdpr, records
 
     return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES, *documents.ROUTES, *gdpr.ROUTES]
+
+
+@hookimpl
+async def load_demo_data(ctx):
+    from core.patients.demo import load
+
+    await load(ctx)
