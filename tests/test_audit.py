@@ -244,6 +244,16 @@ async def test_exports_hold_only_the_dpos_hospital_and_are_downloads(client, fmt
     assert await AuditEntry.count() == 4
 
 
+async def test_csv_cells_cannot_become_spreadsheet_formulas(client):
+    await make_user("dpo-a@example.org", roles=[("dpo", None)])
+    a = await _hcp_id("Test Hospital")
+    await record("patient.view", patient_pseudonym="PFORMULA", patient_hcp=a, address="=HYPERLINK(\"http://evil\")")
+    await login(client, "dpo-a@example.org")
+    rows = list(csv.DictReader(io.StringIO((await client.get("/audit/export", params={"format": "csv"})).text)))
+    assert rows[0]["address"] == "'=HYPERLINK(\"http://evil\")"
+    assert (await client.get("/audit/export", params={"format": "json"})).json()[0]["address"].startswith("=HYPERLINK")
+
+
 async def test_a_dpo_without_a_hospital_sees_nothing(client):
     await _two_hospitals()
     await make_user("dpo-none@example.org", roles=[("dpo", None)], hcp=None)

@@ -21,7 +21,9 @@ from litestar.response import Stream, Template
 
 from core.audit.chain import entries_in_order
 from core.audit.tables import AuditEntry
+from core.errors import error_response
 from core.events import Event
+from core.identity.login import client_address
 from core.web import page
 
 PER_PAGE = 50
@@ -238,9 +240,6 @@ async def _export_batches(hcp_id: int | None, filters: Filters) -> AsyncIterator
 
 @get("/audit/export", opt={"permission": "audit.view"}, include_in_schema=False)
 async def audit_export(request: Request) -> Response:
-    from core.errors import error_response
-    from core.identity.login import client_address
-
     actor = request.scope["user"]
     query = request.query_params
     filters, errors = parse_filters(query)
