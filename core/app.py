@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
@@ -99,7 +100,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return app
 
 
+SECRET_PATH = re.compile(r"(/account/(?:verify|password/reset)/)[^/?\s]+")
+
+
+class MaskSecretPaths(logging.Filter):
+    """One-time links carry their token in the path: keep it out of access logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(SECRET_PATH.sub(r"\1…", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def create_app_from_env() -> Litestar:
     """Factory for ``uvicorn --factory`` (used by ``cpms serve``)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("uvicorn.access").addFilter(MaskSecretPaths())
     return create_app(Settings.from_env())

@@ -54,3 +54,16 @@ def test_production_app_refuses_to_start_with_default_secret():
     finally:
         os.environ.clear()
         os.environ.update(old)
+
+
+def test_access_log_masks_one_time_tokens():
+    import logging
+
+    from core.app import MaskSecretPaths
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', ("127.0.0.1:1", "GET", "/account/password/reset/SeCrEtToKeN123?x=1", "1.1", 200), None)
+    assert MaskSecretPaths().filter(record)
+    assert "SeCrEtToKeN123" not in record.getMessage() and "/account/password/reset/…" in record.getMessage()
+    plain = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, "%s", ("/patients/P123",), None)
+    MaskSecretPaths().filter(plain)
+    assert plain.getMessage() == "/patients/P123"
