@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -57,6 +58,59 @@ class Keyring:
         except (ValueError, InvalidTag) as exc:
             raise DecryptionError("value cannot be decrypted") from exc
 
+    @staticmethod
+    def key_id(token: str) -> str | None:
+        """The id of the key a value was encrypted with, read from its prefix (nothing decrypted);
+        None for anything that is not an ``enc1`` ciphertext."""
+        parts = token.split(":", 2)
+        return parts[1] if len(parts) == 3 and parts[0] == PREFIX and parts[1] else None
+
+    def reencrypt(self, token: str, context: str = "") -> str:
+        """The same plaintext under the current key (DecryptionError if it cannot be read)."""
+        return self.encrypt(self.decrypt(token, context), context)
+
+    def with_new_key(self) -> "Keyring":
+        """A copy with a fresh 256-bit key appended and made current.
+
+        Appended, never inserted: the first (oldest) key derives the duplicate-detection index
+        (core.patients.identity), so the order of the existing keys must not change.
+        """
+        kid = secrets.token_hex(4)
+        while kid in self.keys:
+            kid = secrets.token_hex(4)
+        return Keyring({**self.keys, kid: AESGCM.generate_key(256)}, kid)
+
+    def without_key(self, kid: str) -> "Keyring":
+        """A copy without ``kid`` (which must not be the current key), the others in their order."""
+        if kid == self.current:
+            raise ValueError("the current key cannot be removed")
+        return Keyring({k: v for k, v in self.keys.items() if k != kid}, self.current)
+
+    def to_json(self) -> str:
+        """The key file format: ``{"current": kid, "keys": {kid: base64}}``, keys oldest first."""
+        keys = {k: base64.b64encode(v).decode() for k, v in self.keys.items()}
+        return json.dumps({"current": self.current, "keys": keys})
+
+    def save(self, path: Path) -> None:
+        """Write the key file atomically with mode 0600: a temporary file in the same folder,
+        flushed to disk, then renamed over ``path``, so a crash leaves the old or the new ring
+        and never a half-written one (which would make every value unreadable)."""
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:  # mkstemp creates the file with mode 0600
+                fh.write(self.to_json())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself must survive a power cut
+        finally:
+            os.close(dir_fd)
+
 
 _cache: dict[str, Keyring] = {}
 
@@ -64,7 +118,15 @@ _cache: dict[str, Keyring] = {}
 def keyring(settings) -> Keyring:
     path = settings.data_dir / "keys" / "cpms.keys"
     env_value = settings.extra.get("encryption_keys", "")
-    cache_key = f"{path}|{env_value}"
+    # The file's modification time is part of the cache key: after `cpms keys rotate`, running
+    # app processes pick up the new ring on their next request instead of failing to decrypt.
+    try:
+        stamp = 0 if env_value else path.stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = -1
+    cache_key = f"{path}|{env_value}|{stamp}"
     if cache_key not in _cache:
+        for old in [k for k in _cache if k.startswith(f"{path}|")]:
+            del _cache[old]
         _cache[cache_key] = Keyring.load(path, env_value)
     return _cache[cache_key]

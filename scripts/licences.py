@@ -29,7 +29,9 @@ PROJECT = "cpms"
 PERMISSIVE = {
     "0BSD", "Apache-2.0", "BSD-1-Clause", "BSD-2-Clause", "BSD-3-Clause", "BSD-4.3TAHOE", "CC0-1.0",
     "IJG", "ISC", "libpng-2.0", "libtiff", "LicenseRef-Public-Domain", "MIT", "MIT-0", "PostgreSQL",
-    "PSF-2.0", "Python-2.0", "Unlicense", "Zlib", "blessing",
+    "PSF-2.0", "Python-2.0", "Unlicense", "Zlib", "blessing", "MIT-CMU",
+    # Metadata that says only "BSD" (no licence file shipped): every BSD variant is permissive.
+    "BSD",
 }
 WEAK_COPYLEFT = {"MPL-2.0", "LGPL-2.1-only", "LGPL-2.1-or-later", "LGPL-3.0-only", "LGPL-3.0-or-later"}
 SAME = {"EUPL-1.1", "EUPL-1.2"}
@@ -44,7 +46,7 @@ ALIASES = {
     "bsd": "BSD", "bsd license": "BSD", "bsd-2-clause": "BSD-2-Clause", "bsd-3-clause": "BSD-3-Clause",
     "isc": "ISC", "isc license (iscl)": "ISC",
     "mpl-2.0": "MPL-2.0", "mozilla public license 2.0 (mpl 2.0)": "MPL-2.0",
-    "python software foundation license": "PSF-2.0", "psf-2.0": "PSF-2.0",
+    "python software foundation license": "PSF-2.0", "psf-2.0": "PSF-2.0", "psfl": "PSF-2.0",
     "unlicense": "Unlicense", "the unlicense (unlicense)": "Unlicense",
     "gnu general public license v3 (gplv3)": "GPL-3.0-only", "gpl v3.0": "GPL-3.0-only",
     "gnu lesser general public license v2 or later (lgplv2+)": "LGPL-2.1-or-later",

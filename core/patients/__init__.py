@@ -19,6 +19,7 @@ def register_permissions():
         Permission("patients.view", "See the patients of one's own hospital, identity included", CLINICAL),
         Permission("patients.enrol", "Enrol a patient of one's hospital into an ERN", CLINICAL),
         Permission("patients.edit", "Edit identity, consent and the clinical record of one's hospital's patients", CLINICAL),
+        Permission("patients.export", "Export everything held about a patient (GDPR access)", ("hp", "coordinator", "dispatcher")),
         Permission("patients.gdpr.decide", "Carry out or refuse erasure and restriction requests of one's hospital", ("dpo",)),
     ]
 
@@ -43,9 +44,17 @@ def menu_links(actor):
 
 @hookimpl
 def register_routes():
-    from core.patients import clinical, consent, documents, gdpr, records
+    from core.patients import clinical, consent, documents, gdpr, gdpr_export, records
 
-    return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES, *documents.ROUTES, *gdpr.ROUTES]
+    return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES, *documents.ROUTES, *gdpr.ROUTES, *gdpr_export.ROUTES]
+
+
+@hookimpl
+def register_commands(cli):
+    # Imported here: core.keys loads the table classes, which the CLI needs only for this group.
+    from core.keys import add_commands
+
+    add_commands(cli)
 
 
 @hookimpl
