@@ -275,3 +275,41 @@ async def test_restriction_and_erasure_carried_out_by_the_dpo(client, settings):
     actions = [a["action"] for a in await AuditEntry.select(AuditEntry.action).where(AuditEntry.patient_pseudonym == pseudonym)]
     assert "patient.enrol" in actions and "patient.gdpr_carried_out" in actions  # the audit survives erasure
     assert len(await _events("patient.erased")) == 1
+
+
+async def test_consent_with_its_signed_form(client):
+    from core.patients.tables import Document
+    from tests.conftest import csrf_of
+
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    url = f"/patients/{pseudonym}/consents"
+    data = {"kind": "research", "status": "given", "date": "2026-11-02", "form_version": "ERN-RND research v1", "_csrf_token": csrf_of(client)}
+    bad = await client.post(url, data=data, files={"form_file": ("form.pdf", b"GIF89a not a form", "application/pdf")})
+    assert bad.status_code == 415
+    assert await Consent.count().where(Consent.kind == "research") == 0
+    r = await client.post(url, data=data, files={"form_file": ("signed.pdf", PDF, "application/pdf")})
+    assert r.status_code == 303
+    [consent] = await Consent.select().where(Consent.kind == "research")
+    [doc] = await Document.select().where(Document.kind == "consent_form")
+    assert consent["document"] == doc["id"]
+    page = await client.get(f"/patients/{pseudonym}")
+    assert f"/patients/{pseudonym}/documents/{doc['id']}" in page.text
+
+
+async def test_plugin_sections_appear_on_the_patient_page(client, settings):
+    from core.app import create_app
+    from tests.conftest import app_client
+
+    await make_user("hp@example.org")
+    await make_user("other@example.org", hcp="Other Hospital")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    page = await client.get(f"/patients/{pseudonym}")
+    assert f'hx-get="/example/patients/{pseudonym}"' in page.text
+    section = await client.get(f"/example/patients/{pseudonym}", headers={"HX-Request": "true"})
+    assert section.status_code == 200 and "Example plugin data for" in section.text
+    async with app_client(create_app(settings)) as other:
+        await login(other, "other@example.org")
+        assert (await other.get(f"/example/patients/{pseudonym}")).status_code == 404

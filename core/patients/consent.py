@@ -6,15 +6,21 @@ which plugins act on (research data stops including the patient, panels stop, ..
 from __future__ import annotations
 
 from litestar import Request, post
+from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from core.events import Event
 from core.identity.login import client_address
 from core.patients.access import CONSENT_KINDS, CONSENT_STATUSES, load_patient
+from core.patients.documents import MAX_BYTES, store_upload
+from core.storage import UploadRejected
 
 
-@post("/patients/{pseudonym:str}/consents", opt={"permission": "patients.edit"}, include_in_schema=False)
+@post(
+    "/patients/{pseudonym:str}/consents", opt={"permission": "patients.edit"}, include_in_schema=False,
+    request_max_body_size=MAX_BYTES + 1024 * 1024,
+)
 async def record_consent(request: Request, pseudonym: FromPath[str]) -> Template | Redirect:
     from core.patients.clinical import _rerender
     from core.patients.records import audit, validate_consent
@@ -32,8 +38,19 @@ async def record_consent(request: Request, pseudonym: FromPath[str]) -> Template
     if errors:
         return await _rerender(request, patient, errors, "consents")
     actor = request.scope["user"]
+    document_id = None
+    signed = form.get("form_file")
+    if isinstance(signed, UploadFile) and signed.filename:
+        # The signed form is stored first; the consent row then points at it.
+        try:
+            document_id = await store_upload(request, patient, signed, "consent_form", f"{CONSENT_KINDS[kind]}: {status} ({values['form_version']})")
+        except UploadRejected as exc:
+            response = await _rerender(request, patient, {"form_file": exc.message}, "consents")
+            response.status_code = exc.status
+            return response
     await Consent.insert(Consent(
-        patient=patient["id"], kind=kind, status=status, date=values["date"], form_version=values["form_version"], recorded_by=actor.user_id,
+        patient=patient["id"], kind=kind, status=status, date=values["date"], form_version=values["form_version"],
+        recorded_by=actor.user_id, document=document_id,
     ))
     await audit(request, "consent.record", patient, {"kind": kind, "status": status})
     await request.app.state.host.events.emit(

@@ -6,6 +6,7 @@ a CLI command, a patient section, a GDPR contribution, a KPI and a research fiel
 """
 
 from litestar import Request, get
+from litestar.params import FromPath
 from litestar.response import Template
 
 from core.contributions import KPI, ResearchField
@@ -50,6 +51,15 @@ async def hello(request: Request) -> Template:
     return page(request, "example/hello.html", {"notes": notes}, fragment="example/_notes.html")
 
 
+@get("/example/patients/{pseudonym:str}", opt={"permission": "example.hello"}, include_in_schema=False)
+async def patient_section(request: Request, pseudonym: FromPath[str]) -> Template:
+    """The patient-page tab: the plugin checks access itself, through the core's rule."""
+    from core.patients.access import load_patient
+
+    patient = await load_patient(request, pseudonym)
+    return Template("example/_section.html", context={"nickname": patient["nickname"]})
+
+
 @get("/example/boom", opt={"permission": "example.hello"}, include_in_schema=False)
 async def boom() -> str:
     raise RuntimeError("secret internal detail /etc/passwd SELECT * FROM identity_user")
@@ -57,7 +67,7 @@ async def boom() -> str:
 
 @hookimpl
 def register_routes():
-    return [hello, boom]
+    return [hello, patient_section, boom]
 
 
 @hookimpl
