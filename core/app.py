@@ -101,14 +101,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 
 SECRET_PATH = re.compile(r"(/account/(?:verify|password/reset)/)[^/?\s]+")
+QUERY = re.compile(r"\?\S*")
 
 
 class MaskSecretPaths(logging.Filter):
-    """One-time links carry their token in the path: keep it out of access logs."""
+    """Keep secrets and patient data out of access logs: one-time links carry their token in
+    the path, and query strings can carry what was typed in a search (a patient's name)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(SECRET_PATH.sub(r"\1…", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(
+                QUERY.sub("?…", SECRET_PATH.sub(r"\1…", a)) if isinstance(a, str) and a.startswith("/") else a
+                for a in record.args
+            )
         return True
 
 
