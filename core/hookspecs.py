@@ -54,6 +54,11 @@ def panel_sections(panel, actor):
 
 
 @hookspec
+def code_search_url(kind):
+    """Return the URL of a code search for a clinical-record field (``diagnoses``, ``phenotype``), or None."""
+
+
+@hookspec
 def handle_event(event):
     """React to a ``core.events.Event`` after it is recorded; may return an awaitable."""
 

@@ -313,3 +313,23 @@ async def test_plugin_sections_appear_on_the_patient_page(client, settings):
     async with app_client(create_app(settings)) as other:
         await login(other, "other@example.org")
         assert (await other.get(f"/example/patients/{pseudonym}")).status_code == 404
+
+
+async def test_coded_entries_through_a_code_search_plugin(client):
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    page = await client.get(f"/patients/{pseudonym}")
+    assert 'hx-get="/example/codes"' in page.text and 'list="diagnoses-codes"' in page.text
+    assert 'list="phenotype-codes"' not in page.text  # the example offers diagnoses only
+    suggestions = await client.get("/example/codes?label=ataxia type", headers={"HX-Request": "true"})
+    assert '<option value="ORPHA:98756 Spinocerebellar ataxia type 2">' in suggestions.text
+    r = await post_form(client, f"/patients/{pseudonym}/record/diagnoses", {"label": "ORPHA:98756 Spinocerebellar ataxia type 2", "system": "", "code": "", "status": "suspected"})
+    assert r.status_code == 303
+    free = await post_form(client, f"/patients/{pseudonym}/record/diagnoses", {"label": "Unexplained ataxia", "system": "", "code": "", "status": "suspected"})
+    assert free.status_code == 303
+    rows = await Diagnosis.select(Diagnosis.label, Diagnosis.system, Diagnosis.code).order_by(Diagnosis.id)
+    assert rows == [
+        {"label": "Spinocerebellar ataxia type 2", "system": "ORPHA", "code": "98756"},
+        {"label": "Unexplained ataxia", "system": "", "code": ""},
+    ]

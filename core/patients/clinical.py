@@ -96,6 +96,17 @@ KINDS: dict[str, Kind] = {
 }
 
 
+CODED_LABEL = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,29}):(\S{1,40})\s+(.+)$")
+
+
+def split_coded_label(values: dict) -> None:
+    """A suggestion picked from a code search arrives as "SYSTEM:CODE label"."""
+    if "system" in values and not values.get("system") and not values.get("code"):
+        match = CODED_LABEL.match(values.get("label") or "")
+        if match:
+            values["system"], values["code"], values["label"] = match.group(1).upper(), match.group(2), match.group(3).strip()
+
+
 def validate(kind: Kind, form) -> tuple[dict, dict]:
     values, errors = {}, {}
     for name, check in kind.fields.items():
@@ -103,6 +114,7 @@ def validate(kind: Kind, form) -> tuple[dict, dict]:
         values[name] = value
         if error:
             errors[name] = error
+    split_coded_label(values)
     if kind.table_name == "Medication" and not errors and values["started"] and values["stopped"] and values["stopped"] < values["started"]:
         errors["stopped"] = "The stop date is before the start date."
     return values, errors
@@ -151,6 +163,15 @@ async def clinical_context(patient: dict) -> dict:
         entries[key] = await kind.table.select().where(kind.table.patient == patient["id"]).order_by(kind.table.id)
     notes = await ClinicalNote.select().where(ClinicalNote.patient == patient["id"]).order_by(ClinicalNote.id, ascending=False)
     return {"entries": entries, "kinds_clinical": KINDS, "notes": notes, "zygosity": ZYGOSITY, "classification": CLASSIFICATION, "form_errors": {}}
+
+
+def code_search_urls(host) -> dict[str, str]:
+    """Which record parts a plugin (the coding plugin) offers code suggestions for."""
+    urls = {}
+    for kind in ("diagnoses", "phenotype"):
+        for _, url in host.results_by_plugin("code_search_url", kind=kind):
+            urls.setdefault(kind, url)
+    return urls
 
 
 async def _rerender(request: Request, patient: dict, errors: dict, target: str) -> Template:

@@ -229,7 +229,10 @@ async def patient_context(request: Request, patient: dict) -> dict:
     sections = [s for _, secs in host.results_by_plugin("patient_sections", patient=ref(patient), actor=actor) for s in secs]
     from core.patients.documents import KINDS as DOCUMENT_KINDS, documents_for
 
+    from core.patients.clinical import code_search_urls
+
     return {
+        "code_search": code_search_urls(host),
         "documents": await documents_for(settings, patient), "document_kinds": DOCUMENT_KINDS,
         "patient": patient, "who": who, "name": ident.display_name(who), "labels": ident.LABELS, "memberships": memberships,
         "consents": consents, "kinds": CONSENT_KINDS, "sections": visible(sections, actor),

@@ -6,7 +6,7 @@ a CLI command, a patient section, a GDPR contribution, a KPI and a research fiel
 """
 
 from litestar import Request, get
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from core.contributions import KPI, ResearchField
@@ -60,6 +60,22 @@ async def patient_section(request: Request, pseudonym: FromPath[str]) -> Templat
     return Template("example/_section.html", context={"nickname": patient["nickname"]})
 
 
+CODES = [("ORPHA", "98756", "Spinocerebellar ataxia type 2"), ("ORPHA", "95", "Friedreich ataxia")]
+
+
+@hookimpl
+def code_search_url(kind):
+    return "/example/codes" if kind == "diagnoses" else None
+
+
+@get("/example/codes", opt={"permission": "example.hello"}, include_in_schema=False, media_type="text/html")
+async def code_suggestions(label: FromQuery[str] = "") -> str:
+    from html import escape
+
+    hits = [c for c in CODES if label and label.lower() in c[2].lower()]
+    return "".join(f'<option value="{escape(s)}:{escape(c)} {escape(t)}"></option>' for s, c, t in hits)
+
+
 @get("/example/boom", opt={"permission": "example.hello"}, include_in_schema=False)
 async def boom() -> str:
     raise RuntimeError("secret internal detail /etc/passwd SELECT * FROM identity_user")
@@ -67,7 +83,7 @@ async def boom() -> str:
 
 @hookimpl
 def register_routes():
-    return [hello, patient_section, boom]
+    return [hello, patient_section, code_suggestions, boom]
 
 
 @hookimpl
