@@ -23,6 +23,22 @@ def _host():
     return host
 
 
+def run_with_settings(work):
+    """For plugin commands: run ``await work(settings)`` against the configured database,
+    then close its connections (a pool must not outlive the event loop it was made in)."""
+    from core import db
+
+    host = _host()
+
+    async def main():
+        try:
+            return await work(host.settings)
+        finally:
+            await db.close_pool()
+
+    return asyncio.run(main())
+
+
 async def migrate_all(host) -> None:
     from core import db
     from core.identity import sync_role_permissions

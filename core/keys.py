@@ -19,7 +19,6 @@ What rotation does not do:
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import sys
@@ -430,19 +429,9 @@ def add_commands(cli) -> None:
 
 
 def _run(work):
-    """Run ``work(settings)`` against the configured database, then close its connections."""
-    from core import db
-    from core.cli import _host  # imported late: core.cli loads the plugins, this one among them
+    from core.cli import run_with_settings  # imported late: core.cli loads the plugins, this one among them
 
-    host = _host()
-
-    async def main():
-        try:
-            return await work(host.settings)
-        finally:
-            await db.close_pool()
-
-    return asyncio.run(main())
+    return run_with_settings(work)
 
 
 def _refusing(click, action):

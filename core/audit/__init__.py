@@ -38,7 +38,6 @@ def register_routes():
 
 @hookimpl
 def register_commands(cli):
-    import asyncio
     import sys
 
     import click
@@ -49,7 +48,9 @@ def register_commands(cli):
 
     @audit.command("verify", help="Recompute the hash chain; exit code 1 names the first broken entry.")
     def verify():
-        result, last = asyncio.run(_verify())
+        from core.cli import run_with_settings  # imported late: core.cli loads the plugins
+
+        result, last = run_with_settings(_verify)
         if not result.ok:
             click.echo(f"Audit chain broken at entry {result.first_bad_seq} ({result.checked} entries before it are intact).")
             sys.exit(1)
@@ -59,14 +60,8 @@ def register_commands(cli):
             click.echo(f"Latest entry {last[0]} has hash {last[1]}.")
 
 
-async def _verify():
-    from core import db
+async def _verify(settings):
     from core.audit.chain import head, verify
-    from core.cli import _host  # imported late: core.cli loads the plugins, this one among them
 
-    _host()
-    try:
-        last = await head()  # read first, so the entry named was among those verified
-        return await verify(), last
-    finally:
-        await db.close_pool()
+    last = await head()  # read first, so the entry named was among those verified
+    return await verify(), last

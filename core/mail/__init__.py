@@ -14,25 +14,14 @@ def register_piccolo_apps():
 
 @hookimpl
 def register_commands(cli):
-    import asyncio
     from datetime import timezone
 
     import click
 
     def run(work):
-        """Run ``work(settings)`` against the configured database, then close its connections."""
-        from core import db
-        from core.cli import _host  # imported late: core.cli loads the plugins, this among them
+        from core.cli import run_with_settings  # imported late: core.cli loads the plugins, this among them
 
-        host = _host()
-
-        async def main():
-            try:
-                return await work(host.settings)
-            finally:
-                await db.close_pool()
-
-        return asyncio.run(main())
+        return run_with_settings(work)
 
     @cli.group("mail", help="Outgoing e-mail: the outbox and its delivery.")
     def mail():
