@@ -207,7 +207,7 @@ async def test_only_the_enrolling_hospital_may_export(client, settings):
     for email, status in (("other@example.org", 404), ("res@example.org", 403), ("assistant@example.org", 403)):
         async with app_client(app) as other:
             await login(other, email)
-            for fmt in ("json", "fhir", "pdf"):
+            for fmt in ("json", "fhir", "pdf", "zip"):
                 r = await _export(other, pseudonym, fmt)
                 assert r.status_code == status, (email, fmt)
                 assert "content-disposition" not in r.headers
@@ -258,3 +258,23 @@ async def test_a_restricted_record_can_still_be_exported(client, settings):
     r = await _export(client, pseudonym, "json")
     assert r.status_code == 200 and r.json()["restricted"] is True
     assert [(g["kind"], g["status"]) for g in r.json()["gdpr_requests"]] == [("erasure", "recorded"), ("restriction", "carried_out")]
+
+
+async def test_zip_export_holds_the_renderings_and_the_files(client):
+    import io
+    import zipfile
+
+    pseudonym = await _full_record(client)
+    r = await _export(client, pseudonym, "zip")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/zip")
+    assert f'filename="{pseudonym}-export.zip"' in r.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        names = sorted(zf.namelist())
+        assert {"export.json", "export.fhir.json", "export.pdf"} <= set(names)
+        docs = [n for n in names if n.startswith("documents/")]
+        assert len(docs) == 1 and docs[0].endswith("-lab_report.pdf")
+        assert zf.read(docs[0]) == PDF  # the decrypted file itself
+        assert SECRET_NAME in zf.read("export.json").decode()
+        assert zf.read("export.pdf").startswith(b"%PDF")
+        assert all(SECRET_FAMILY not in n for n in names)
+    assert [d["format"] for d in await _exports_audited(pseudonym)] == ["zip"]

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 from anyio import to_thread
 from litestar import Request, Response, get
+from litestar.response import Stream
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath, QueryParameter
 
@@ -38,6 +39,8 @@ FORMATS = {
     "json": ("application/json", "json"),
     "fhir": ("application/fhir+json", "fhir.json"),
     "pdf": ("application/pdf", "pdf"),
+    # Everything at once: the three renderings and the documents' files themselves.
+    "zip": ("application/zip", "zip"),
 }
 PERMISSION = "patients.export"
 
@@ -650,6 +653,40 @@ def render(data: dict, fmt: str) -> bytes:
     return json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8")
 
 
+DOCUMENT_EXT = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg", "image/tiff": "tif"}
+
+
+async def build_zip(settings, patient: dict, data: dict):
+    """The JSON, FHIR and PDF renderings plus every document file, in a temporary file (so
+    large documents are never held in memory at once)."""
+    import tempfile
+    import zipfile
+
+    from core.patients.tables import Document
+    from core.storage import Storage
+
+    spool = tempfile.TemporaryFile()
+    with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for fmt in ("json", "fhir", "pdf"):
+            zf.writestr(f"export.{FORMATS[fmt][1]}", await to_thread.run_sync(render, data, fmt))
+        storage = Storage(settings)
+        for doc in await Document.select().where(Document.patient == patient["id"]).order_by(Document.id):
+            name = f"documents/{doc['id']}-{doc['kind']}.{DOCUMENT_EXT.get(doc['content_type'], 'bin')}"
+            with zf.open(name, "w") as out:
+                async for chunk in await storage.open_stream(doc["storage_key"]):
+                    out.write(chunk)
+    spool.seek(0)
+    return spool
+
+
+async def _stream_and_close(spool, chunk_size: int = 256 * 1024):
+    try:
+        while chunk := await to_thread.run_sync(spool.read, chunk_size):
+            yield chunk
+    finally:
+        spool.close()
+
+
 @get("/patients/{pseudonym:str}/export", opt={"permission": PERMISSION}, include_in_schema=False)
 async def export(
     request: Request, pseudonym: FromPath[str], fmt: Annotated[str, QueryParameter(name="format", max_length=10)] = "json",
@@ -665,9 +702,16 @@ async def export(
     data = await collect(request.app.state.settings, request.app.state.host, patient, generated_by=actor.user_id)
     # Rendering is CPU work (a long audit trail makes a long PDF): a worker thread keeps the
     # event loop serving other requests meanwhile.
+    media_type, ext = FORMATS[fmt]
+    if fmt == "zip":
+        archive = await build_zip(request.app.state.settings, patient, data)
+        await audit(request, "patient.export", patient, {"format": fmt})
+        return Stream(
+            _stream_and_close(archive), media_type=media_type,
+            headers={"Content-Disposition": f'attachment; filename="{patient["pseudonym"]}-export.zip"'},
+        )
     body = await to_thread.run_sync(render, data, fmt)
     await audit(request, "patient.export", patient, {"format": fmt})
-    media_type, ext = FORMATS[fmt]
     return Response(
         body, media_type=media_type,
         # The pseudonym, never the name: downloads end up in shared folders and mail.
