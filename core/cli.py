@@ -100,7 +100,8 @@ def build_cli(host=None) -> click.Group:
         from core.identity import create_user
         from core.orgs.tables import Ern
 
-        h = host or _host()
+        if host is None:
+            _host()  # binds the tables to the configured database
         password = password or getpass.getpass("Password: ")
 
         async def run():
@@ -154,8 +155,6 @@ def _plugin_host_for_commands():
 
 
 def describe_plugins(host) -> list[dict]:
-    from litestar import Router
-    from litestar.handlers import HTTPRouteHandler
 
     out = []
     routes_by_plugin: dict[str, list[str]] = {}

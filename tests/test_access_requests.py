@@ -8,7 +8,7 @@ from core.app import create_app
 from core.identity.sessions import now
 from core.identity.tables import AccessRequest, RoleAssignment, User
 from core.orgs.tables import Ern, Hcp
-from tests.conftest import PASSWORD, app_client, csrf_of, login, make_settings, make_user, post_form
+from tests.conftest import app_client, login, make_settings, make_user, post_form
 from tests.support.smtp import smtp_server  # noqa: F401  (fixture)
 
 STRONG = "violet-harbour-juniper-1987"

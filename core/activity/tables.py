@@ -1,4 +1,4 @@
-from piccolo.columns import JSON, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import JSON, Integer, Timestamptz, Varchar
 from piccolo.table import Table
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from core.events import Event, EventType
+from core.events import EventType
 from core.hookspecs import hookimpl
 from core.identity.roles import ROLES
 from core.permissions import Permission
-from core.web import MenuLink, page
+from core.web import MenuLink
 
 
 @hookimpl
