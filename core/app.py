@@ -22,6 +22,7 @@ import core
 from core import db
 from core.errors import EXCEPTION_HANDLERS
 from core.identity.sessions import auth_middleware_factory
+from core.live import channels_plugin
 from core.plugins import PluginHost
 from core.security import permission_guard, security_headers_factory
 from core.settings import PROJECT_ROOT, Settings
@@ -77,9 +78,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     host = PluginHost(settings)
     db.configure(settings, host)
+    channels = channels_plugin(settings)
     app = Litestar(
         route_handlers=[],
-        plugins=[PluginHostInit(host), HTMXPlugin()],
+        plugins=[PluginHostInit(host), HTMXPlugin(), channels],
         guards=[permission_guard],
         middleware=[security_headers_factory(settings.production), auth_middleware_factory(settings)],
         csrf_config=CSRFConfig(
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     app.state.host = host
     app.state.settings = settings
+    app.state.channels = channels  # live updates (core/live.py)
     return app
 
 

@@ -32,6 +32,8 @@ CORE_MODULES = (
     "core.audit",
     "core.mail",
     "core.patients",
+    "core.notify",
+    "core.panels",
     "core.pages",
 )
 

@@ -67,6 +67,8 @@ class Settings:
     oidc_client_id: str = ""
     oidc_client_secret: str = ""
     oidc_label: str = "EU Login"
+    #: Video-conference room for panel meetings; ``{room}`` becomes a random, unguessable name.
+    meeting_url_template: str = "https://meet.jit.si/cpms-{room}"
 
     extra: dict[str, str] = field(default_factory=dict)
 

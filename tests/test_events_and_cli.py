@@ -99,11 +99,14 @@ async def test_cli_demo_loads_realistic_data(clean_db, settings):
     assert len(countries) >= 8
     roles = {r["role"] for r in await RoleAssignment.select(RoleAssignment.role)}
     assert roles == {"admin", "hp", "coordinator", "dispatcher", "researcher", "guest", "assistant", "dpo"}
-    assert await User.count() == 8
+    assert await User.count() == 9  # one per role, and the panels' demo expert at another hospital
     assert await ExampleNote.count() == 1  # plugins add their own demo data
     from core.patients.tables import Consent, Patient
 
     assert await Patient.count() == 3 and await Consent.count().where(Consent.kind == "care") == 3
+    from core.panels.tables import Panel
+
+    assert {p["status"] for p in await Panel.select(Panel.status)} == {"open", "submitted", "closed"}
 
 
 async def test_cli_demo_refused_in_production(settings):

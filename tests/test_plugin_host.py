@@ -26,7 +26,7 @@ def _module(name: str, **attrs) -> str:
 def test_core_and_example_plugins_load_in_order():
     host = PluginHost(make_settings())
     names = [p.name for p in host.plugins]
-    assert names[:7] == ["orgs", "identity", "activity", "audit", "mail", "patients", "pages"]
+    assert names[:9] == ["orgs", "identity", "activity", "audit", "mail", "patients", "notify", "panels", "pages"]
     assert "example_plugin" in names
     assert "example.hello" in host.permissions
     assert host.permissions.get("example.hello").plugin == "example_plugin"

@@ -188,7 +188,7 @@ async def save_grants(request: Request) -> Template | Redirect:
     host = request.app.state.host
     form = await request.form()
     wanted: set[tuple[str, str]] = set()
-    for value in form.getall("grant") if hasattr(form, "getall") else []:
+    for value in form.getall("grant", []) if hasattr(form, "getall") else []:
         role, _, perm = str(value).partition(":")
         if role not in ROLES or perm not in host.permissions:
             return page(request, "identity/admin_grants.html", await _grants_context(request, "Unknown role or permission; nothing was changed."), status_code=422)

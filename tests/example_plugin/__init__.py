@@ -5,9 +5,9 @@ file, a permission, a menu link, a table with a migration, an event type and a h
 a CLI command, a patient section, a GDPR contribution, a KPI and a research field.
 """
 
-from litestar import Request, get
+from litestar import Request, get, post
 from litestar.params import FromPath, FromQuery
-from litestar.response import Template
+from litestar.response import ServerSentEvent, Template
 
 from core.contributions import KPI, ResearchField
 from core.events import Event, EventType
@@ -81,9 +81,31 @@ async def boom() -> str:
     raise RuntimeError("secret internal detail /etc/passwd SELECT * FROM identity_user")
 
 
+@get("/example/live", opt={"authenticated": True}, include_in_schema=False)
+async def live_stream(request: Request) -> ServerSentEvent:
+    """Live updates (docs/live-updates.md): notes posted to the "example" channel, as HTML."""
+    from html import escape
+
+    from core.live import sse_response
+
+    async def render(payload):
+        text = payload.get("text")
+        return ("note", f"<p>{escape(text)}</p>") if isinstance(text, str) else None
+
+    return sse_response(request, "example", render)
+
+
+@post("/example/live", opt={"authenticated": True}, include_in_schema=False, status_code=204)
+async def live_post(request: Request) -> None:
+    from core.live import publish
+
+    form = await request.form()
+    await publish(request, "example", {"text": str(form.get("text", ""))[:1000]})
+
+
 @hookimpl
 def register_routes():
-    return [hello, patient_section, code_suggestions, boom]
+    return [hello, patient_section, code_suggestions, boom, live_stream, live_post]
 
 
 @hookimpl

@@ -1,0 +1,77 @@
+"""The real app under uvicorn on a loopback port, for tests that need a real HTTP server
+(streaming responses, several app processes) but no browser.
+
+    with live_app(settings) as base:            # "http://127.0.0.1:PORT"
+        async with httpx.AsyncClient(base_url=base) as client: ...
+
+The server reads the same settings as the tests (database, data folder with its keys, Redis,
+secret key, the example plugin) through ``CPMS_*`` variables, so users made by the test
+(``tests.conftest.make_user``) log in there. It serves the database as it is: no demo data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.smtp import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def server_env(settings, port: int, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ, "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
+        "CPMS_DATABASE_URL": settings.database_url, "CPMS_REDIS_URL": settings.redis_url,
+        "CPMS_PLUGIN_MODULES": ",".join(settings.plugin_modules), "CPMS_SECRET_KEY": settings.secret_key,
+        "CPMS_BASE_URL": f"http://127.0.0.1:{port}", **extra,
+    }
+
+
+@contextlib.contextmanager
+def live_app(settings, *, startup_timeout: float = 30.0, **extra_env: str):
+    """Serve ``create_app_from_env()`` with uvicorn; yields the base URL, stops it on exit.
+
+    Started as ``cpms serve`` does, plus a short graceful-shutdown timeout: uvicorn otherwise
+    waits for every open response to finish, and a live-update stream only ends by itself
+    after its lifetime.
+    """
+    port = free_port()
+    log_path = Path(settings.data_dir) / f"server-{port}.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", "core.app:create_app_from_env", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "2", "--log-level", "warning",
+        ],
+        cwd=ROOT, env=server_env(settings, port, **extra_env), stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited ({proc.returncode}): " + log_path.read_text()[-2000:])
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start: " + log_path.read_text()[-2000:])
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
