@@ -65,6 +65,8 @@ def build_cli(host=None) -> click.Group:
         uvicorn.run(
             "core.app:create_app_from_env", factory=True, host=bind or settings.host, port=port or settings.port,
             workers=workers, proxy_headers=True, log_level="info",
+            # Live pages hold server-sent-event streams open; do not let them delay a restart.
+            timeout_graceful_shutdown=5,
         )
 
     @cli.command(help="Apply pending database migrations of every enabled plugin and seed reference data.")

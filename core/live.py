@@ -15,10 +15,11 @@ Backends (Litestar channels): in memory within one process by default; Redis pub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -150,6 +151,23 @@ async def publish(app_or_request, channel: str, payload: dict) -> None:
         await asyncio.wait_for(plugin.wait_published(data, plugin.wire_name(channel)), PUBLISH_TIMEOUT_SECONDS)
     except Exception:
         log.warning("live update on channel %r not published", channel, exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def subscription(app_or_request, channel: str) -> AsyncIterator[AsyncIterator[dict]]:
+    """Receive a channel's payloads server-side (tests, or a module reacting to events)::
+
+        async with subscription(app, "panel:42") as payloads:
+            payload = await anext(payloads)
+    """
+    plugin = _plugin_of(app_or_request)
+    async with plugin.start_subscription(plugin.wire_name(channel)) as subscriber:
+
+        async def payloads():
+            async for raw in subscriber.iter_events():
+                yield json.loads(raw)
+
+        yield payloads()
 
 
 def sse_response(

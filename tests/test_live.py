@@ -19,7 +19,7 @@ from litestar.params import FromQuery
 from litestar.response import ServerSentEvent
 
 from core.app import create_app
-from core.live import LiveChannels, channels_plugin, publish, sse_response
+from core.live import LiveChannels, channels_plugin, publish, sse_response, subscription
 from tests.conftest import TEST_REDIS_URL, app_client, login, make_settings, make_user, post_form
 from tests.support.live_server import live_app
 
@@ -267,22 +267,67 @@ async def test_stream_ends_when_the_session_ends_or_its_lifetime_is_over(app_and
     assert (await client.get("/test/live", headers={"Accept": "application/json"})).status_code == 401
 
 
+async def test_a_post_publishes_on_the_channel_in_process(app_and_client):
+    """How a module's in-process test checks what it published (no stream needed)."""
+    app, client = app_and_client
+    await make_user("alice@example.org", name="Alice")
+    await login(client, "alice@example.org")
+    async with subscription(app, "example") as payloads:
+        assert (await post_form(client, "/example/live", {"text": "hello"})).status_code == 204
+        assert await asyncio.wait_for(anext(payloads), TIMEOUT) == {"text": "hello"}
+    assert "example" not in app.state.channels.streams
+
+
 # --- publish never raises, the backend recovers ---------------------------------------------
 
 
-async def test_publish_failure_is_logged_not_raised(settings, caplog):
-    app = create_app(settings)  # never started: the backend has no queue, Redis no connection
-    with caplog.at_level(logging.WARNING, logger="cpms.live"):
+class _Captured(logging.Handler):
+    """Records of one logger (caplog's root handler is replaced when an app configures logging)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.logger = logging.getLogger(name)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> "_Captured":
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.messages)
+
+
+async def test_publish_failure_is_logged_not_raised():
+    from tests.support.smtp import free_port
+
+    app = create_app(make_settings(redis_url=""))  # never started: the memory backend has no queue
+    with _Captured("cpms.live") as log:
         assert await publish(app, "example", {"text": "lost"}) is None
-    assert "not published" in caplog.text
+    assert "not published" in log.text
+
+    # Redis unreachable: logged, not raised, and quickly.
+    plugin = channels_plugin(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    await plugin._start()
+    try:
+        with _Captured("cpms.live") as log:
+            await asyncio.wait_for(publish(_AppLike(plugin), "example", {"text": "lost"}), TIMEOUT)
+        assert "not published" in log.text
+    finally:
+        await plugin._stop()
 
     plugin = LiveChannels(MemoryChannelsBackend())
     await plugin._start()
     try:
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="cpms.live"):
+        with _Captured("cpms.live") as log:
             await publish(_AppLike(plugin), "example", {"not json": object()})
-        assert "not published" in caplog.text
+        assert "not published" in log.text
     finally:
         await plugin._stop()
 
@@ -314,21 +359,23 @@ class _FlakyBackend(MemoryChannelsBackend):
             yield item
 
 
-async def test_channels_recover_from_a_failing_backend(caplog):
+async def test_channels_recover_from_a_failing_backend():
     plugin = LiveChannels(_FlakyBackend())
-    await plugin._start()
-    try:
-        with pytest.raises(ConnectionError):
-            await plugin.subscribe("c")
-        # The failed subscription left nothing behind: the next one asks the backend again.
-        subscriber = await plugin.subscribe("c")
-        await plugin.wait_published(b'{"n": 1}', "c")
-        events = subscriber.iter_events()
-        assert await asyncio.wait_for(anext(events), TIMEOUT) == b'{"n": 1}'
-        await plugin.unsubscribe(subscriber, "c")
-    finally:
-        await plugin._stop()
-    assert "channel backend failed" in caplog.text
+    with _Captured("cpms.live") as log:
+        await plugin._start()
+        try:
+            with pytest.raises(ConnectionError):
+                await plugin.subscribe("c")
+            # The failed subscription left nothing behind: the next one asks the backend again.
+            subscriber = await plugin.subscribe("c")
+            await plugin.wait_published(b'{"n": 1}', "c")
+            events = subscriber.iter_events()
+            # Delivered once the worker has started again after losing the backend's stream.
+            assert await asyncio.wait_for(anext(events), TIMEOUT) == b'{"n": 1}'
+            await plugin.unsubscribe(subscriber, "c")
+        finally:
+            await plugin._stop()
+    assert "channel backend failed" in log.text
 
 
 def test_backend_follows_the_settings():

@@ -190,7 +190,7 @@ async def meetings_of(pid: int) -> list[dict]:
 
 
 async def schedule(client, pid: int, values: dict, rev: str | None = None):
-    return await post_form(client, f"/panels/{pid}/meetings", {**values, "revision": rev or await revision(pid)})
+    return await post_form(client, f"/panels/{pid}/meetings", {**values, "revision": rev if rev is not None else await revision(pid)})
 
 
 async def outbox() -> list[dict]:

@@ -104,9 +104,9 @@ async def test_disabling_a_plugin_removes_routes_menu_and_sections(clean_db):
             assert (static.status_code == 200) is present
     host = disabled.state.host
     sections = [s for _, secs in host.results_by_plugin("patient_sections", patient="p1", actor=None) for s in secs]
-    assert sections == []
+    assert [s.key for s in sections] == ["panels"]  # the core's own section only
     sections = [s for _, secs in enabled.state.host.results_by_plugin("patient_sections", patient="p1", actor=None) for s in secs]
-    assert [s.key for s in sections] == ["example"]
+    assert [s.key for s in sections] == ["panels", "example"]
 
 
 def _all_handlers(app):

@@ -320,6 +320,12 @@ def _parse_code(field: dict, form, name: str) -> tuple[Any, str | None]:
     return {"label": label, "system": system, "code": code}, None
 
 
+def parse_code(field: dict, form, name: str) -> tuple[Any, str | None]:
+    """One coded value posted as ``<name>_label``, ``<name>_system``, ``<name>_code`` (also used
+    outside templates, e.g. the outcome's diagnosis): ``({"label", "system", "code"} or None, error)``."""
+    return _parse_code(field, form, name)
+
+
 def parse_answers(definition: dict, form, *, require: bool = True) -> tuple[dict, dict[str, str]]:
     """Read a posted panel form against a (valid) definition.
 

@@ -230,6 +230,7 @@ async def schedule(request: Request, panel_id: FromPath[int]) -> Redirect:
     await notices.timeline(ctx.id, "meeting_scheduled", actor.user_id, note=f"{when['local']} {when['zone']} ({when['utc']})")
     await _send(request, ctx, meeting, f"Meeting on {when['local']} ({when['zone']})")
     await notices.emit(request, "panel.meeting_scheduled", ctx.panel, {"meeting": row.id, "change": "scheduled", "sequence": 0})
+    await notices.live(request, ctx.id, {"type": "meeting", "id": row.id, "change": "scheduled"})
     return _redirect(ctx)
 
 
@@ -258,6 +259,7 @@ async def reschedule(request: Request, panel_id: FromPath[int], meeting_id: From
     await notices.timeline(ctx.id, "meeting_rescheduled", actor.user_id, note=f"{when['local']} {when['zone']} ({when['utc']})")
     await _send(request, ctx, meeting, f"Meeting moved to {when['local']} ({when['zone']})")
     await notices.emit(request, "panel.meeting_scheduled", ctx.panel, {"meeting": meeting_id, "change": "rescheduled", "sequence": meeting["sequence"]})
+    await notices.live(request, ctx.id, {"type": "meeting", "id": meeting_id, "change": "rescheduled"})
     return _redirect(ctx)
 
 
@@ -283,6 +285,7 @@ async def cancel(request: Request, panel_id: FromPath[int], meeting_id: FromPath
     await notices.timeline(ctx.id, "meeting_cancelled", actor.user_id, note=f"{when['local']} {when['zone']} ({when['utc']})")
     await _send(request, ctx, meeting, f"Meeting of {when['local']} ({when['zone']}) cancelled", cancel=True)
     await notices.emit(request, "panel.meeting_scheduled", ctx.panel, {"meeting": meeting_id, "change": "cancelled", "sequence": meeting["sequence"]})
+    await notices.live(request, ctx.id, {"type": "meeting", "id": meeting_id, "change": "cancelled"})
     return _redirect(ctx)
 
 
@@ -315,6 +318,7 @@ async def attendance(request: Request, panel_id: FromPath[int], meeting_id: From
         ])
     await notices.timeline(ctx.id, "attendance_recorded", actor.user_id, note=f"{len(present)} of {len(expected)} present")
     await audit(request, ctx, "panel.meeting_attendance", {"meeting": meeting_id, "present": sorted(present)})
+    await notices.live(request, ctx.id, {"type": "meeting", "id": meeting_id, "change": "attendance"})
     return _redirect(ctx)
 
 

@@ -204,15 +204,16 @@ async def _store_invitations(ctx: PanelCtx, entries: list[dict]) -> None:
         await PanelMember.insert(*new)
 
 
-async def _after_invite(request: Request, ctx: PanelCtx, entries: list[dict], *, how: str, tell_ids) -> None:
-    """Timeline, notification, events and audit once the invitations are committed."""
+async def _after_invite(request: Request, ctx: PanelCtx, entries: list[dict], *, via: str, tell_ids, wording: str = "") -> None:
+    """Timeline, notification, events and audit once the invitations are committed.
+    ``via``: search, group, guest or email."""
     names = await _names(e["user"] for e in entries)
     listed = ", ".join(names.get(e["user"], "?") for e in entries)
-    await notices.timeline(ctx.id, "invited", ctx.actor.user_id, note=f"Invited{how}: {listed}")
+    await notices.timeline(ctx.id, "invited", ctx.actor.user_id, note=f"Invited{wording}: {listed}")
     await notices.tell(request, ctx.panel, set(tell_ids), "panel.invited", "you are invited to take part in the panel", anchor="#members")
     for e in entries:
-        await notices.emit(request, "panel.member_invited", ctx.panel, {"user": e["user"], "role": e["role"], "how": how.strip() or "search"})
-    await audit(request, ctx, "panel.invite", {"users": [e["user"] for e in entries], "how": how.strip() or "search"})
+        await notices.emit(request, "panel.member_invited", ctx.panel, {"user": e["user"], "role": e["role"], "via": via})
+    await audit(request, ctx, "panel.invite", {"users": [e["user"] for e in entries], "via": via})
 
 
 def _done(panel_id: int) -> Redirect:
@@ -256,7 +257,7 @@ async def candidates(
 
 
 def _user_ids(form) -> list[int]:
-    raw = form.getall("user") if hasattr(form, "getall") else []
+    raw = form.getall("user", []) if hasattr(form, "getall") else []
     ids: list[int] = []
     for value in raw:
         value = str(value).strip()
@@ -289,7 +290,7 @@ async def invite(request: Request, panel_id: FromPath[int]) -> Redirect:
     async with Panel._meta.db.transaction():
         await _lock_panel(ctx, INVITING)
         await _store_invitations(ctx, entries)
-    await _after_invite(request, ctx, entries, how="", tell_ids=ids)
+    await _after_invite(request, ctx, entries, via="search", tell_ids=ids)
     return _done(panel_id)
 
 
@@ -314,7 +315,7 @@ async def invite_group(request: Request, panel_id: FromPath[int]) -> Redirect:
     async with Panel._meta.db.transaction():
         await _lock_panel(ctx, INVITING)
         await _store_invitations(ctx, entries)
-    await _after_invite(request, ctx, entries, how=f" with the group “{group['name']}”", tell_ids=ids)
+    await _after_invite(request, ctx, entries, via="group", tell_ids=ids, wording=f" with the group “{group['name']}”")
     return _done(panel_id)
 
 
@@ -346,9 +347,10 @@ async def _held_roles(user_id: int, ern_id: int) -> list[dict]:
 
 async def _guest_role(user_id: int, ern_id: int, actor_id: int) -> tuple[str, int | None]:
     """Within a transaction: (panel role, guest RoleAssignment id) for someone invited by
-    e-mail. An expert of the ERN joins as a member and gets nothing; someone who already
-    has the ERN's guest role keeps it (extended to ``GUEST_DAYS`` from now if shorter);
-    anyone else is granted it."""
+    e-mail. An expert of the ERN joins as a member and gets nothing, as does someone with
+    another lasting role that takes part in panels; someone who already has the ERN's
+    (expiring) guest role shares it, extended to ``GUEST_DAYS`` from now if shorter, so that
+    it ends with the last of their panels; anyone else is granted it."""
     from core.identity.access import grant_guest
     from core.identity.roles import GUEST_DAYS
     from core.identity.tables import RoleAssignment
@@ -356,11 +358,13 @@ async def _guest_role(user_id: int, ern_id: int, actor_id: int) -> tuple[str, in
     held = await _held_roles(user_id, ern_id)
     if any(r["role"] in EXPERT_ROLES for r in held):
         return "member", None
+    if any(r["role"] in PANEL_ROLES and r["expires_at"] is None for r in held):
+        return "guest", None  # a lasting role given otherwise: not this panel's to end
     guests = [r for r in held if r["role"] == "guest"]
     until = _now() + timedelta(days=GUEST_DAYS)
     if guests:
-        current = max(guests, key=lambda r: r["expires_at"] or until)
-        if current["expires_at"] is not None and current["expires_at"] < until:
+        current = max(guests, key=lambda r: r["expires_at"])
+        if current["expires_at"] < until:
             await RoleAssignment.update({RoleAssignment.expires_at: until}).where(RoleAssignment.id == current["id"])
         return "guest", current["id"]
     if any(r["role"] in PANEL_ROLES for r in held):
@@ -368,7 +372,7 @@ async def _guest_role(user_id: int, ern_id: int, actor_id: int) -> tuple[str, in
     return "guest", await grant_guest(user_id, ern_id, actor_id, days=GUEST_DAYS)
 
 
-async def _send_welcome(request: Request, ctx: PanelCtx, user_id: int, name: str, email: str, token: str) -> None:
+async def _send_welcome(request: Request, ctx: PanelCtx, name: str, email: str, token: str) -> None:
     from core.identity.accounts import SIGNATURE, _link
     from core.identity.roles import GUEST_DAYS
     from core.mail.sender import send_mail
@@ -422,8 +426,12 @@ async def invite_guest(request: Request, panel_id: FromPath[int]) -> Redirect:
             token = await issue_token(user_id, RESET_PASSWORD, timedelta(days=GUEST_LINK_DAYS))
     if created:
         await request.app.state.host.events.emit(_user_created(request, user_id))
-        await _send_welcome(request, ctx, user_id, values["name"], values["email"], token)
-    await _after_invite(request, ctx, [entry], how=" as a guest" if role == "guest" else " by e-mail", tell_ids=[] if created else [user_id])
+        await _send_welcome(request, ctx, values["name"], values["email"], token)
+    # A new guest hears from the set-password mail only; an existing account gets the usual notification.
+    await _after_invite(
+        request, ctx, [entry], via="guest" if role == "guest" else "email", tell_ids=[] if created else [user_id],
+        wording=" as a guest" if role == "guest" else " by e-mail",
+    )
     return _done(panel_id)
 
 

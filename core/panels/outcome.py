@@ -155,6 +155,7 @@ async def save(request: Request, panel_id: FromPath[int]) -> Redirect:
     if outcome is None:
         await notices.timeline(ctx.id, "outcome_drafted", actor.user_id)
     await audit(request, ctx, "panel.outcome_saved", {"fields": sorted(k for k, v in values.items() if v)})
+    await notices.live(request, ctx.id, {"type": "outcome", "change": "saved"})
     return _redirect(ctx)
 
 
@@ -177,6 +178,7 @@ async def comment(request: Request, panel_id: FromPath[int]) -> Redirect:
         raise HTTPException(status_code=409, detail="There is no drafted outcome to comment on yet.")
     await OutcomeComment.insert(OutcomeComment(panel=ctx.id, author=request.scope["user"].user_id, body=body))
     await audit(request, ctx, "panel.outcome_commented")
+    await notices.live(request, ctx.id, {"type": "outcome", "change": "comment"})
     return _redirect(ctx)
 
 
@@ -205,6 +207,7 @@ async def choose_signers(request: Request, panel_id: FromPath[int]) -> Redirect:
         if chosen:
             await OutcomeSigner.insert(*[OutcomeSigner(panel=ctx.id, user=u) for u in sorted(chosen)])
     await notices.timeline(ctx.id, "cosigners_chosen", actor.user_id, note=f"{len(chosen)} co-signer(s)")
+    await notices.live(request, ctx.id, {"type": "outcome", "change": "signers"})
     return _redirect(ctx)
 
 
@@ -301,6 +304,7 @@ async def sign(request: Request, panel_id: FromPath[int]) -> Redirect:
             request, ctx.panel, [s["user"] for s in pending], "panel.outcome", "The outcome awaits your signature",
             anchor="#outcome", body=f"The lead signed the outcome of this panel; your signature is needed.\n\nPanel: {ctx.panel['title']}",
         )
+    await notices.live(request, ctx.id, {"type": "outcome", "change": "final" if final else "signed"})
     return _redirect(ctx)
 
 
