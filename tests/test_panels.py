@@ -413,3 +413,28 @@ async def test_demo_panels_open_for_their_participants(client, migrated):
     # the demo expert (another hospital) sees the discussion but never the patient's name
     r = await client.get(f"/panels/{panels['open']}")
     assert "ATXN2" in r.text and "Hoffmann" not in r.text and "Mila" not in r.text
+
+
+async def test_marking_a_panel_urgent_notifies_everyone_at_once(client):
+    from core.notify.tables import Notification
+    from core.panels.tables import Panel, PanelTransition
+
+    ids = await _cast()
+    patient = await make_patient(await hcp_of(ids["creator"]))
+    pid = await make_panel(patient, ids["creator"], status="open", members=[ids["member"]], invited=[ids["invited"]])
+    await as_user(client, "member")  # a member may not change it
+    r = await post_form(client, f"/panels/{pid}/urgency", {"revision": await revision(pid), "urgency": "urgent"})
+    assert r.status_code == 403
+    await as_user(client, "creator")
+    r = await post_form(client, f"/panels/{pid}/urgency", {"revision": await revision(pid), "urgency": "tomorrow"})
+    assert r.status_code == 422
+    r = await post_form(client, f"/panels/{pid}/urgency", {"revision": "0", "urgency": "urgent"})
+    assert r.status_code == 409
+    assert (await Panel.select(Panel.urgency).where(Panel.id == pid).first())["urgency"] == "routine"
+    assert await Notification.count() == 0
+    r = await post_form(client, f"/panels/{pid}/urgency", {"revision": await revision(pid), "urgency": "urgent"})
+    assert r.status_code == 303
+    told = {n["user"]: n for n in await Notification.select()}
+    assert set(told) == {ids["member"], ids["invited"], ids["coordinator"], ids["dispatcher"]}
+    assert all(n["kind"] == "panel.urgent" and n["urgent"] for n in told.values())
+    assert await PanelTransition.count().where((PanelTransition.panel == pid) & (PanelTransition.action == "urgency")) == 1

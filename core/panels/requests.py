@@ -101,7 +101,7 @@ async def open_tasks_for(actor) -> list[dict]:
         return []
     rows = await DataRequest.select(
         DataRequest.id, DataRequest.panel, DataRequest.text, DataRequest.created_at,
-        DataRequest.panel.title.as_alias("panel_title"), DataRequest.panel.urgency.as_alias("urgency"),
+        DataRequest.panel.title.as_alias("title"), DataRequest.panel.urgency.as_alias("urgency"),
         DataRequest.panel.patient.nickname.as_alias("nickname"), DataRequest.asked_by.name.as_alias("asker_name"),
     ).where(
         (DataRequest.status == "open") & (DataRequest.panel.patient.hcp == actor.hcp_id)
