@@ -28,6 +28,7 @@ import importlib
 import io
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -524,6 +525,7 @@ def main() -> None:
     finally:
         if args.database_url:
             asyncio.run(_pg_admin(args.database_url, create=False))
+        shutil.rmtree(data_dir, ignore_errors=True)  # half a gigabyte with SQLite
 
     r = results
     p50 = {name: x["p50"] for name, x in r.items()}

@@ -203,6 +203,26 @@ async def test_the_page_shows_the_thread_escaped_with_live_updates(client):
     assert 'id="discussion-form"' in section and "Dr. Lena Weber" in section and "Other Hospital" in section
 
 
+def test_mentions_by_name_or_distinctive_part():
+    from core.panels.discussion import mention_spans, segments
+
+    people = {1: "Dr. Lena Weber", 2: "Prof. Jörg Müller", 3: "Anna Schmidt", 4: "Anna Weber-Lang"}
+
+    def who(body):
+        return [ids for _, _, ids in mention_spans(body, people)]
+
+    assert who("@Dr. Lena Weber, see above") == [{1}]
+    assert who("@lena WEBER and @Weber") == [{1}, {1}]
+    assert who("@Muller @MÜLLER @jorg müller") == [{2}, {2}, {2}]
+    assert who("@Anna?") == []  # two Annas: not distinctive
+    assert who("@Anna Schmidt @Schmidt @Weber-Lang") == [{3}, {3}, {4}]
+    assert who("@Webers @Dr @Prof") == []  # not a whole word; titles alone mean nobody
+    assert who("write to lena@Weber.example") == []  # an e-mail address
+    assert segments("Hi <@Weber>!", people) == [
+        {"text": "Hi <", "mention": False}, {"text": "@Weber", "mention": True}, {"text": ">!", "mention": False},
+    ]
+
+
 # --- who may post, and when ------------------------------------------------------------------------
 
 

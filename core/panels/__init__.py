@@ -49,6 +49,7 @@ def menu_links(actor):
         MenuLink("Panels", "/panels", "panels.view", order=20),
         MenuLink("Panel queue", "/panels/queue", "panels.assemble", order=21),
         MenuLink("Consultation forms", "/panels/templates", "panels.templates.manage", order=62),
+        MenuLink("Expert groups", "/panels/groups", "panels.templates.manage", order=63),
     ]
 
 

@@ -83,10 +83,10 @@ def mention_spans(body: str, people: dict[int, str]) -> list[tuple[int, int, set
     usable.update(full)  # identical full names: all who bear it
     if not usable:
         return []
-    # One pattern, longest phrases first; whitespace in the text matches the space of a phrase,
-    # and a phrase must not stop inside a word.
+    # One pattern, longest phrases first; whitespace (after an optional full stop: "Dr. Lena")
+    # in the text matches the space of a phrase, and a phrase must not stop inside a word.
     ordered = sorted(usable, key=len, reverse=True)
-    pattern = re.compile("@(" + "|".join(r"\s+".join(re.escape(w) for w in p.split(" ")) for p in ordered) + r")(?![^\W_]|-[^\W_])")
+    pattern = re.compile("@(" + "|".join(r"\.?\s+".join(re.escape(w) for w in p.split(" ")) for p in ordered) + r")(?![^\W_]|-[^\W_])")
     folded, where = _folded_with_map(body)
     spans = []
     pos = 0
@@ -100,7 +100,7 @@ def mention_spans(body: str, people: dict[int, str]) -> list[tuple[int, int, set
         m = pattern.match(folded, at)
         if m is None:
             continue
-        ids = usable[" ".join(m.group(1).split())]
+        ids = usable[" ".join(m.group(1).replace(".", " ").split())]
         spans.append((where[at], where[m.end() - 1] + 1, set(ids)))
         pos = m.end()
     return spans
@@ -235,7 +235,7 @@ async def post_message(request: Request, panel_id: FromPath[int]) -> Template | 
         else:
             parent = row["id"]
     if not error and not 1 <= len(body) <= BODY_MAX:
-        error = f"Write a message of at most {BODY_MAX:,} characters."
+        error = f"Write a message (at most {BODY_MAX:,} characters)."
     if error:
         if is_fragment_request(request):
             return _form_fragment(request, panel_id, form_parent, error=error, body=body, status_code=422)
@@ -277,41 +277,49 @@ def _form_fragment(request: Request, panel_id: int, parent: int | None, *, new: 
 # --- live updates -------------------------------------------------------------------------------
 
 
-async def viewer_may_see(actor, panel_id: int) -> bool:
-    """Whether ``actor`` may (still) see the panel fully: checked again for every live event,
-    so a member removed meanwhile, or a panel whose patient was erased, shows nothing more."""
+async def _viewer_roles(actor, panel_id: int) -> tuple[dict | None, set[str]]:
+    """The panel and ``actor``'s roles in it now (none if it or its patient is gone)."""
     from core.panels.tables import Panel
     from core.patients.tables import Patient
 
     panel = await Panel.select().where(Panel.id == panel_id).first()
     if panel is None:
-        return False
+        return None, set()
     patient = await Patient.select(Patient.hcp, Patient.erased_at).where(Patient.id == panel["patient"]).first()
     if patient is None or patient["erased_at"] is not None:
-        return False
+        return None, set()
     roles, _ = await panel_roles(actor, panel, patient["hcp"])
+    return panel, roles
+
+
+async def viewer_may_see(actor, panel_id: int) -> bool:
+    """Whether ``actor`` may (still) see the panel fully: checked again for every live event,
+    so a member removed meanwhile, or a panel whose patient was erased, shows nothing more."""
+    _, roles = await _viewer_roles(actor, panel_id)
     return bool(roles - {"invited"})
 
 
 async def render_message(request: Request, panel_id: int, message_id: int) -> str | None:
-    """One message as HTML for ``request``'s viewer (None if they may not see it)."""
-    from core.panels.tables import Panel
+    """One message as HTML for ``request``'s viewer, or None: when they may no longer see the
+    panel, or wrote the message themselves (their page has it from the post's response)."""
+    import html
+
     from litestar.utils.scope.state import ScopeState
-    import html as _html
 
     actor = request.scope.get("user")
-    if actor is None or not await viewer_may_see(actor, panel_id):
+    if actor is None:
+        return None
+    panel, roles = await _viewer_roles(actor, panel_id)
+    if not roles - {"invited"}:
         return None
     m = await one_message(panel_id, message_id)
-    if m is None or m["author"] == actor.user_id:  # the author's page has it from the post's response
+    if m is None or m["author"] == actor.user_id:
         return None
-    panel = await Panel.select(Panel.status, Panel.lead, Panel.created_by).where(Panel.id == panel_id).first()
-    participant = actor.user_id in await member_ids(panel_id)
     token = ScopeState.from_scope(request.scope).csrf_token or ""
-    csrf_input = f'<input type="hidden" name="_csrf_token" value="{_html.escape(token)}" />'
     context = {
-        "m": m, "panel_id": panel_id, "oob": True, "form_only": False, "body_max": BODY_MAX, "csrf_input": csrf_input,
-        "may_reply": participant and panel["status"] in DISCUSSING,
+        "m": m, "panel_id": panel_id, "oob": True, "form_only": False, "body_max": BODY_MAX,
+        "csrf_input": f'<input type="hidden" name="_csrf_token" value="{html.escape(token)}" />',
+        "may_reply": bool(roles & {"lead", "creator", "member"}) and panel["status"] in DISCUSSING,
     }
     return request.app.template_engine.get_template("panels/_message.html").render(**context)
 

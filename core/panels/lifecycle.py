@@ -211,9 +211,33 @@ async def _tell(request: Request, ctx: PanelCtx, t: Transition, panel: dict, not
         await notices.tell(request, panel, await member_ids(panel["id"]), "panel.status", what)
 
 
+#: Timeline wording of the steps that are not status changes.
+STEPS = {
+    "created": "Panel drafted",
+    "edited": "Request edited",
+    "shared": "More of the record shared",
+    "urgency": "Urgency changed",
+    "invited": "Experts invited",
+    "accepted": "Invitation accepted",
+    "declined": "Invitation declined",
+    "member_removed": "Member removed",
+    "data_requested": "Further data requested",
+    "data_answered": "Request for data answered",
+    "data_request_withdrawn": "Request for data withdrawn",
+    "meeting_scheduled": "Meeting scheduled",
+    "meeting_rescheduled": "Meeting moved",
+    "meeting_cancelled": "Meeting cancelled",
+    "attendance_recorded": "Meeting attendance recorded",
+    "outcome_drafted": "Outcome drafted",
+    "cosigners_chosen": "Co-signers chosen",
+    "outcome_signed": "Outcome signed",
+    "outcome_final": "Outcome final: report filed in the patient's record",
+}
+
+
 def describe(action: str, from_status: str, to_status: str) -> str:
     """Timeline wording."""
     t = TRANSITIONS.get(action)
     if t is not None:
         return f"{t.label} ({STATUSES.get(from_status, from_status)} → {STATUSES.get(to_status, to_status)})"
-    return action.replace("_", " ").capitalize()
+    return STEPS.get(action) or action.replace("_", " ").capitalize()

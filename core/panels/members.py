@@ -503,7 +503,13 @@ async def remove(request: Request, panel_id: FromPath[int], member_id: FromPath[
     if row is None or row["status"] == "removed":
         raise _bad(404, "No such member in this panel.")
     if row["user"] == ctx.panel["lead"] or row["role"] == "lead":
-        raise _bad(409, "The lead cannot be removed; make someone else the lead first.")
+        raise _bad(409, "The lead cannot be removed.")
+    from core.panels.tables import OutcomeSigner
+
+    if await OutcomeSigner.exists().where(
+        (OutcomeSigner.panel == panel_id) & (OutcomeSigner.user == row["user"]) & OutcomeSigner.signed_at.is_null()
+    ):
+        raise _bad(409, "This member is still to co-sign the outcome; the lead must choose the co-signers again first.")
     async with Panel._meta.db.transaction():
         await _lock_panel(ctx, set(STATUSES) - READ_ONLY)
         done = await PanelMember.update({PanelMember.status: "removed"}).where(
