@@ -9,8 +9,8 @@ be ~1), and the same deep page by OFFSET (the naive reference) against keyset.
 The data: 100,000 panels over 20 ERNs (a quarter in ERN RND, the demo coordinator's queue),
 all statuses spread over the whole id range, 5% urgent, titles and questions of random clinical
 words, 400 patients, 120 experts, 1-3 members a panel; the demo HP created 1,000 panels and is a
-member of 1,000 more. Every panel carries, as in the app, its copy of the ERN's form (3.6 kB of
-JSON in ``form_definition``), which makes SQLite rows about one page each.
+member of 1,000 more. Every panel refers, as in the app, to the version of the ERN's form it
+uses (``form_template``; the definition itself is stored once per version).
 Cases whose p50 exceeds 20 ms get their query plan printed (EXPLAIN QUERY PLAN / EXPLAIN ANALYZE).
 
 Usage: .venv/bin/python benchmarks/panels_bench.py [--database-url postgresql://postgres@127.0.0.1:5432/bench]
@@ -96,10 +96,6 @@ class Raw:
             import asyncpg
 
             self.conn = await asyncpg.connect(self.settings.database_url)
-            # Only how the seeded form_definition copies are compressed in TOAST (faster to write
-            # than the default pglz); the list queries never read that column.
-            with contextlib.suppress(asyncpg.PostgresError):
-                await self.conn.execute("SET default_toast_compression = lz4")
             self.tx = self.conn.transaction()
             await self.tx.start()
         else:
@@ -161,7 +157,7 @@ async def seed(settings, ctx, n_panels: int, n_patients: int, rng: random.Random
     now = datetime.now(timezone.utc)
     phases: dict[str, float] = {}
     async with Raw(settings) as raw:
-        definition = (await raw.fetch("SELECT form_definition FROM panels_panel ORDER BY id LIMIT 1"))[0][0]
+        definition = (await raw.fetch("SELECT form_template FROM panels_panel ORDER BY id LIMIT 1"))[0][0]
         first_panel = (await raw.fetch("SELECT COALESCE(MAX(id), 0) FROM panels_panel"))[0][0] + 1
         first_member = (await raw.fetch("SELECT COALESCE(MAX(id), 0) FROM panels_member"))[0][0] + 1
 
@@ -227,7 +223,7 @@ async def seed(settings, ctx, n_panels: int, n_patients: int, rng: random.Random
                 mid += 1
         phases["generate"] = time.perf_counter() - t
         columns = [
-            "id", "patient", "ern", "status", "title", "question", "kind", "urgency", "specialties", "form_definition", "form_label",
+            "id", "patient", "ern", "status", "title", "question", "kind", "urgency", "specialties", "form_template", "form_label",
             "form_answers", "created_by", "created_at", "lead", "assembler", "updated_at", "submitted_at", "closed_at",
             "counts_in_monitoring", "revision",
         ]
@@ -309,24 +305,16 @@ async def offset_rows(scope, offset: int, limit: int = 50, **filters):
     return rows[:limit]
 
 
-MINE_SQL = (
-    "SELECT panel FROM panels_member WHERE \"user\" = {} AND status IN ('invited', 'accepted')"
-    " UNION SELECT id FROM panels_panel WHERE created_by = {} OR lead = {}"
-)
+async def ids_from_python(user_id: int) -> list[int]:
+    """The reference for "my panels": the user's panel ids read into Python (three queries),
+    to be bound back one by one into ``Panel.id.is_in(ids)``; the app uses one subquery
+    instead (``core.panels.views.mine_scope``)."""
+    from core.panels.tables import Panel, PanelMember
 
-
-def proposed_mine(user_id: int):
-    """The scope proposed for GET /panels: the HP's panel ids as a subquery, instead of
-    my_panel_ids() (three queries, ~2,000 ids read into Python) bound back one by one into
-    ``Panel.id.is_in(ids)``. PostgreSQL gets ``= ANY(ARRAY(…))`` (evaluated once, then an index
-    condition on the primary key): with a plain ``IN (subquery)`` it plans a semi-join that
-    walks the whole primary key when a search is added (0.5 s at 100,000 panels)."""
-    from piccolo.columns.combination import WhereRaw
-
-    from core.panels.tables import Panel
-
-    template = "panels_panel.id = ANY(ARRAY({}))" if Panel._meta.db.engine_type == "postgres" else "panels_panel.id IN ({})"
-    return WhereRaw(template.format(MINE_SQL), user_id, user_id, user_id)
+    ids = {r["panel"] for r in await PanelMember.select(PanelMember.panel).where((PanelMember.user == user_id) & PanelMember.status.is_in(["invited", "accepted"]))}
+    ids |= {r["id"] for r in await Panel.select(Panel.id).where(Panel.created_by == user_id)}
+    ids |= {r["id"] for r in await Panel.select(Panel.id).where(Panel.lead == user_id)}
+    return sorted(ids)
 
 
 async def explain(sql: str, pg: bool) -> str:
@@ -364,7 +352,7 @@ async def timed(fns: dict, calls: int, budget_s: float) -> dict:
 async def in_process(settings, ctx, calls: int) -> tuple[dict, dict]:
     from core import db
     from core.panels.tables import Panel
-    from core.panels.views import PER_PAGE, my_panel_ids, panel_rows
+    from core.panels.views import PER_PAGE, mine_scope, panel_rows
 
     await db.open_pool()
     coordinator_erns = [ctx.erns[MAIN_ERN]]
@@ -390,8 +378,8 @@ async def in_process(settings, ctx, calls: int) -> tuple[dict, dict]:
     before_all_end = await page_start(everything, deepest_all)
     before_queue = await page_start(queue, deep_queue)
 
-    async def my_first(**filters):
-        ids = await my_panel_ids(hp)
+    async def my_first_reference(**filters):
+        ids = await ids_from_python(hp)
         return await panel_rows(Panel.id.is_in(ids or [0]), **filters)
 
     # The keyset and OFFSET pages must be the same rows.
@@ -399,11 +387,11 @@ async def in_process(settings, ctx, calls: int) -> tuple[dict, dict]:
         keyset, _ = await panel_rows(scope, before=before)
         offset = await offset_rows(scope, (page - 1) * PER_PAGE)
         assert [r["id"] for r in keyset] == [r["id"] for r in offset] and keyset, "keyset and OFFSET pages differ"
-    my_ids = await my_panel_ids(hp)
-    for filters in ({}, {"q": SEARCH}):  # the proposed scope lists the same panels
-        current, _ = await my_first(**filters)
-        proposed, _ = await panel_rows(proposed_mine(hp), **filters)
-        assert [r["id"] for r in current] == [r["id"] for r in proposed], "proposed my-panels scope differs"
+    my_ids = await ids_from_python(hp)
+    for filters in ({}, {"q": SEARCH}):  # the app's subquery lists the same panels as the reference
+        reference, _ = await my_first_reference(**filters)
+        app, _ = await panel_rows(mine_scope(hp), **filters)
+        assert [r["id"] for r in reference] == [r["id"] for r in app], "my-panels subquery differs from the reference"
     cases = {
         "all: first page": (lambda: panel_rows(everything), everything, {}),
         f"all: page {deep_all:,} keyset": (lambda: panel_rows(everything, before=before_all), everything, {"before": before_all}),
@@ -417,11 +405,10 @@ async def in_process(settings, ctx, calls: int) -> tuple[dict, dict]:
         f"queue: q={SEARCH!r}": (lambda: panel_rows(queue, q=SEARCH), queue, {"q": SEARCH}),
         f"queue: q={SEARCH_NONE!r} (none)": (lambda: panel_rows(queue, q=SEARCH_NONE), queue, {"q": SEARCH_NONE}),
         f"all: q={SEARCH_NONE!r} (none)": (lambda: panel_rows(everything, q=SEARCH_NONE), everything, {"q": SEARCH_NONE}),
-        "my panels: ids only": (lambda: my_panel_ids(hp), None, None),
-        "my panels: first page": (lambda: my_first(), Panel.id.is_in(my_ids), {}),
-        f"my panels: q={SEARCH!r}": (lambda: my_first(q=SEARCH), Panel.id.is_in(my_ids), {"q": SEARCH}),
-        "my panels: first page, proposed": (lambda: panel_rows(proposed_mine(hp)), proposed_mine(hp), {}),
-        f"my panels: q={SEARCH!r}, proposed": (lambda: panel_rows(proposed_mine(hp), q=SEARCH), proposed_mine(hp), {"q": SEARCH}),
+        "my panels: first page": (lambda: panel_rows(mine_scope(hp)), mine_scope(hp), {}),
+        f"my panels: q={SEARCH!r}": (lambda: panel_rows(mine_scope(hp), q=SEARCH), mine_scope(hp), {"q": SEARCH}),
+        "my panels: first page, ids from Python (reference)": (lambda: my_first_reference(), Panel.id.is_in(my_ids), {}),
+        f"my panels: q={SEARCH!r}, ids from Python (reference)": (lambda: my_first_reference(q=SEARCH), Panel.id.is_in(my_ids), {"q": SEARCH}),
     }
     print(f"\n{total:,} panels; the coordinator's queue ({MAIN_ERN}, submitted/assembling): {queue_total:,} ({queue_pages} pages); "
           f"the HP's panels: {len(my_ids):,}")
@@ -546,7 +533,8 @@ def main() -> None:
         f"p50: queue submitted+urgent {p50['queue: submitted+urgent']:.1f} ms; queue search {p50[f'queue: q={SEARCH!r}']:.1f} ms "
         f"(no match {p50[f'queue: q={SEARCH_NONE!r} (none)']:.1f} ms; whole table, no match {p50[f'all: q={SEARCH_NONE!r} (none)']:.1f} ms); "
         f"my panels {p50['my panels: first page']:.1f} ms, searched {p50[f'my panels: q={SEARCH!r}']:.1f} ms "
-        f"(proposed subquery: {p50['my panels: first page, proposed']:.1f} / {p50[f'my panels: q={SEARCH!r}, proposed']:.1f} ms)",
+        f"(ids bound from Python, the reference: {p50['my panels: first page, ids from Python (reference)']:.1f} / "
+        f"{p50[f'my panels: q={SEARCH!r}, ids from Python (reference)']:.1f} ms)",
         "HTTP: " + "; ".join(f"{n} {x['rps']:.0f} req/s (p50 {x['p50_ms']:.1f}, p99 {x['p99_ms']:.1f} ms)" for n, x in http.items()),
         f"HTTP queue deep page/first page: throughput {hdeep['rps'] / hq['rps']:.2f}, p50 latency {hdeep['p50_ms'] / hq['p50_ms']:.2f}x",
     ]

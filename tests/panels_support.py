@@ -3,7 +3,6 @@ so a test about (say) meetings does not have to walk the whole lifecycle first."
 
 from __future__ import annotations
 
-import json
 
 from tests.conftest import make_settings
 
@@ -55,7 +54,7 @@ async def make_panel(
     panel = Panel(
         patient=patient["id"], ern=await ern_id(ern), status=status, title=title,
         question="Which diagnosis explains the progressive ataxia, and which test next?", kind="diagnostic",
-        urgency=urgency, created_by=creator, lead=lead or creator, form_definition=json.dumps({"title": "t", "sections": []}),
+        urgency=urgency, created_by=creator, lead=lead or creator, form_template=None,
         form_answers="{}", form_label="Default form v1",
     )
     await panel.save()

@@ -41,10 +41,10 @@ async def test_migrations_run_backwards_and_forwards(clean_db):
     _, registry = db.current()
     tables_before = await _table_names()
     assert {"orgs_ern", "identity_user", "core_activity", "example_note"} <= tables_before
-    for app in ["example", "activity", "identity", "orgs"]:
+    for app in ["example", "panels", "notify", "activity", "identity", "orgs"]:
         result = await run_backwards(app_name=app, migration_id="all", auto_agree=True)
         assert result.success, result.message
-    assert not ({"orgs_ern", "identity_user", "core_activity", "example_note"} & await _table_names())
+    assert not ({"orgs_ern", "identity_user", "core_activity", "example_note", "panels_panel", "notify_notification"} & await _table_names())
     await db.migrate()
     assert await _table_names() >= tables_before
 

@@ -84,7 +84,7 @@ async def test_hp_creates_a_panel_from_the_patient_record(client):
     r = await post_form(client, "/panels/new", form)
     assert r.status_code == 303, r.text
     panel = await Panel.select().where(Panel.title == "Progressive ataxia").first()
-    assert panel["status"] == "draft" and panel["lead"] == ids["creator"] and panel["form_definition"]
+    assert panel["status"] == "draft" and panel["lead"] == ids["creator"] and panel["form_template"] is not None
     assert {(s["kind"], s["ref_id"]) for s in await PanelShare.select().where(PanelShare.panel == panel["id"])} == {("summary", None), ("diagnosis", dx.id)}
     assert await PanelTransition.count().where(PanelTransition.panel == panel["id"]) == 1
     page = await client.get(f"/panels/{panel['id']}")

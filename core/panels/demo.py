@@ -80,7 +80,7 @@ async def _panel(patient, ern, hp, template, answers, *, status, title, question
 
     panel = Panel(
         patient=patient["id"], ern=ern, status=status, title=title, question=question, kind=kind, urgency=urgency,
-        specialties=specialties, form_definition=json.dumps(template["definition"]), form_label=template["label"],
+        specialties=specialties, form_template=template["id"], form_label=template["label"],
         form_answers=json.dumps(answers), created_by=hp, lead=hp, assembler=assembler, created_at=at, updated_at=at,
         submitted_at=at if status != "draft" else None, closed_at=at + timedelta(days=10) if status == "closed" else None,
     )

@@ -99,7 +99,9 @@ async def _precheck(request: Request, ctx: PanelCtx, t: Transition, form) -> dic
     if t.name == "submit":
         from core.panels.forms import missing_required
 
-        definition = json.loads(panel["form_definition"] or "{}")
+        from core.panels.templates_store import definition_of
+
+        definition = await definition_of(panel["form_template"])
         missing = missing_required(definition, json.loads(panel["form_answers"] or "{}")) if definition else []
         if missing:
             raise HTTPException(status_code=422, detail="Complete the consultation form first: " + ", ".join(missing) + ".")

@@ -37,8 +37,8 @@ class Panel(Table, tablename="panels_panel"):
     kind = Varchar(length=20, default="diagnostic")
     urgency = Varchar(length=10, default="routine", index=True)
     specialties = Varchar(length=300, default="")
-    #: The consultation form as used by this panel (a copy of the template version) and its answers.
-    form_definition = Text(default="")
+    #: The consultation form version this panel uses (versions never change once saved) and its answers.
+    form_template = ForeignKey(ConsultationTemplate, null=True, default=None, on_delete=OnDelete.restrict)
     form_label = Varchar(length=120, default="")
     form_answers = Text(default="{}")
     created_by = ForeignKey(User, on_delete=OnDelete.restrict, index=True)

@@ -65,6 +65,23 @@ async def _seed_default() -> None:
     await T.insert(T(ern=None, version=1, title=definition["title"][:200], definition=json.dumps(definition, ensure_ascii=False), created_by=None))
 
 
+_DEFINITIONS: dict[int, dict] = {}
+
+
+async def definition_of(template_id: int | None) -> dict:
+    """The definition of one saved version (cached: a saved version is never changed)."""
+    from core.panels.tables import ConsultationTemplate as T
+
+    if template_id is None:
+        return {}
+    if template_id not in _DEFINITIONS:
+        row = await T.select(T.definition).where(T.id == template_id).first()
+        if row is None:
+            return {}
+        _DEFINITIONS[template_id] = json.loads(row["definition"])
+    return _DEFINITIONS[template_id]
+
+
 async def current_template(ern_id: int | None) -> dict:
     """The form an ERN's new panels use: its newest version, else the newest default.
 
