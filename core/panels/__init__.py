@@ -80,6 +80,13 @@ def ROUTE_MODULES():  # noqa: N802  (a function so that importing the package st
 
 
 @hookimpl
+async def gdpr_export(patient):
+    from core.panels.gdpr import export
+
+    return await export(patient)
+
+
+@hookimpl
 async def load_demo_data(ctx):
     try:
         from core.panels.demo import load

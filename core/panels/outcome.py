@@ -113,7 +113,7 @@ async def contributors(panel_id: int) -> set[int]:
 
 def parse_outcome_form(form) -> dict:
     """The outcome's columns from the lead's form (422 with the first problem otherwise)."""
-    from core.panels.forms import _parse_code
+    from core.panels.forms import parse_code
 
     values = {}
     for key, label in TEXT_FIELDS.items():
@@ -121,7 +121,7 @@ def parse_outcome_form(form) -> dict:
         if len(text) > TEXT_MAX:
             raise _invalid(f"{label}: at most {TEXT_MAX:,} characters.")
         values[key] = text
-    code, problem = _parse_code({"systems": []}, form, DIAGNOSIS_FIELD)
+    code, problem = parse_code({"systems": []}, form, DIAGNOSIS_FIELD)
     if problem:
         raise _invalid(f"Diagnosis: {problem}")
     code = code or {}

@@ -20,6 +20,8 @@ from core.patients.access import PatientRef, current_consents, has_care_consent,
 from core.web import page, visible
 
 PER_PAGE = 50
+#: Invitations listed above "my panels" (the newest; the rest are in the list, status filter).
+INVITATIONS_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ def _basics(form) -> tuple[dict, dict]:
     return values, errors
 
 
-async def _form_context(request: Request, patient: dict, *, panel: dict | None, ern_id: int | None, values=None, errors=None, answers=None, chosen=None) -> dict:
+async def _form_context(
+    request: Request, patient: dict, *, panel: dict | None, ern_id: int | None, values=None, errors=None, answers=None, answer_errors=None, chosen=None,
+) -> dict:
     from core.panels.templates_store import current_template
     from core.patients.clinical import code_search_urls
 
@@ -89,7 +93,8 @@ async def _form_context(request: Request, patient: dict, *, panel: dict | None, 
         label = template["label"] if template else ""
     return {
         "patient": patient, "panel": panel, "erns": erns, "ern_id": ern_id, "definition": definition, "form_label": label,
-        "values": values or {}, "errors": errors or {}, "answers": answers or {}, "kinds": KINDS, "urgencies": URGENCIES,
+        "values": values or {}, "errors": errors or {}, "answers": answers or {}, "answer_errors": answer_errors or {},
+        "kinds": KINDS, "urgencies": URGENCIES,
         "shareable": await shares.shareable(request.app.state.settings, patient), "share_labels": shares.LABELS,
         "chosen": chosen if chosen is not None else {"summary:"}, "code_search": code_search_urls(request.app.state.host),
     }
@@ -113,7 +118,7 @@ async def new_form(
 @post("/panels/new", opt={"permission": "panels.view"}, include_in_schema=False)
 async def new_submit(request: Request) -> Template | Redirect:
     from core.panels import notices
-    from core.panels.forms import parse_answers
+    from core.panels.forms import parse_answers, posted_values
     from core.panels.tables import Panel, PanelShare
     from core.panels.templates_store import current_template
 
@@ -134,14 +139,14 @@ async def new_submit(request: Request) -> Template | Redirect:
         errors["consent"] = "Processing of this record is restricted at the patient's request (GDPR)."
     template = await current_template(ern_id) if ern_id else None
     answers, answer_errors = parse_answers(template["definition"], form, require=False) if template else ({}, {})
-    errors.update(answer_errors)
     available = await shares.shareable(request.app.state.settings, patient)
     chosen, share_errors = shares.parse_choices(form, available)
     errors.update(share_errors)
-    if errors:
-        ctx = await _form_context(request, patient, panel=None, ern_id=ern_id, values=values, errors=errors, answers=answers,
-                                  chosen={str(v) for v in form.getall("share", [])})
-        ctx["answers_raw"] = form
+    if errors or answer_errors:
+        # What was typed is shown again as typed (a malformed number included), with its error.
+        typed = posted_values(template["definition"], form) if template else {}
+        ctx = await _form_context(request, patient, panel=None, ern_id=ern_id, values=values, errors=errors, answers=typed,
+                                  answer_errors=answer_errors, chosen={str(v) for v in form.getall("share", [])})
         return page(request, "panels/form.html", ctx, status_code=422)
     async with Panel._meta.db.transaction():
         panel = Panel(
@@ -180,7 +185,7 @@ async def edit_form(request: Request, panel_id: FromPath[int]) -> Template:
 @post("/panels/{panel_id:int}/edit", opt={"permission": "panels.view"}, include_in_schema=False)
 async def edit_submit(request: Request, panel_id: FromPath[int]) -> Template | Redirect:
     from core.panels import notices
-    from core.panels.forms import parse_answers
+    from core.panels.forms import parse_answers, posted_values
     from core.panels.tables import Panel, PanelShare
 
     ctx = await load_panel(request, panel_id)
@@ -191,11 +196,11 @@ async def edit_submit(request: Request, panel_id: FromPath[int]) -> Template | R
     values, errors = _basics(form)
     definition = await definition_of(ctx.panel["form_template"])
     answers, answer_errors = parse_answers(definition, form, require=False)
-    errors.update(answer_errors)
     chosen, share_errors = shares.parse_choices(form, await shares.shareable(request.app.state.settings, patient))
     errors.update(share_errors)
-    if errors:
-        fctx = await _form_context(request, patient, panel=ctx.panel, ern_id=ctx.panel["ern"], values=values, errors=errors, answers=answers,
+    if errors or answer_errors:
+        fctx = await _form_context(request, patient, panel=ctx.panel, ern_id=ctx.panel["ern"], values=values, errors=errors,
+                                   answers=posted_values(definition, form), answer_errors=answer_errors,
                                    chosen={str(v) for v in form.getall("share", [])})
         return page(request, "panels/form.html", fctx, status_code=422)
     async with Panel._meta.db.transaction():
@@ -431,11 +436,14 @@ async def my_panels(request: Request, status: Status = "", ern: ErnId = None, ur
     invitations = await PanelMember.select(
         PanelMember.panel, PanelMember.panel.title.as_alias("title"), PanelMember.panel.urgency.as_alias("urgency"),
         PanelMember.panel.ern.acronym.as_alias("ern_acronym"), PanelMember.panel.status.as_alias("panel_status"),
-    ).where((PanelMember.user == actor.user_id) & (PanelMember.status == "invited")).order_by(PanelMember.id, ascending=False)
+    ).where(
+        (PanelMember.user == actor.user_id) & (PanelMember.status == "invited") & PanelMember.panel.status.not_in(sorted(READ_ONLY))
+    ).order_by(PanelMember.id, ascending=False).limit(INVITATIONS_SHOWN + 1)
     from core.panels.requests import open_tasks_for
 
     ctx.update({
-        "title": "My panels", "base": "/panels", "invitations": [i for i in invitations if i["panel_status"] not in READ_ONLY],
+        "title": "My panels", "base": "/panels", "invitations": invitations[:INVITATIONS_SHOWN],
+        "more_invitations": len(invitations) > INVITATIONS_SHOWN,
         "tasks": await open_tasks_for(actor),
     })
     return page(request, "panels/list.html", ctx, fragment="panels/_rows.html")

@@ -41,6 +41,20 @@ def patient_sections(patient, actor):
     return [Section("example", "Example", f"/example/patients/{patient}", "example.hello")]
 
 
+@hookimpl
+def panel_sections(panel, actor):
+    return [Section("example-panel", "Example panel tab", f"/example/panels/{panel.id}", "example.hello")]
+
+
+@get("/example/panels/{panel_id:int}", opt={"permission": "example.hello"}, include_in_schema=False)
+async def panel_section(request: Request, panel_id: FromPath[int]) -> Template:
+    """The panel-page tab: members see the nickname only, through the core's access rule."""
+    from core.panels.access import load_panel
+
+    ctx = await load_panel(request, panel_id)
+    return Template("example/_section.html", context={"nickname": ctx.patient["nickname"]})
+
+
 @get("/example/hello", opt={"permission": "example.hello"}, include_in_schema=False)
 async def hello(request: Request) -> Template:
     from tests.example_plugin.tables import ExampleNote
@@ -105,7 +119,7 @@ async def live_post(request: Request) -> None:
 
 @hookimpl
 def register_routes():
-    return [hello, patient_section, code_suggestions, boom, live_stream, live_post]
+    return [hello, patient_section, panel_section, code_suggestions, boom, live_stream, live_post]
 
 
 @hookimpl

@@ -1,8 +1,10 @@
 """One row per person where the code relies on it (piccolo declares single-column indexes only).
 
 A member, a co-signer, an attendance record, a mention and an expert-group membership exist at
-most once per (panel or group or meeting or message, user); the code checks before inserting,
-and these indexes make a race between two requests fail instead of duplicating.
+most once per (panel or group or meeting or message, user), and a consultation-form version
+once per ERN; the code checks before inserting, and these indexes make a race between two
+requests fail instead of duplicating. (The default form has no ERN: NULLs are distinct in a
+unique index, so its versions rely on the code's check alone.)
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
@@ -20,6 +22,7 @@ INDEXES = (
     ("panels_group_member_group_user", 'CREATE UNIQUE INDEX IF NOT EXISTS panels_group_member_group_user ON panels_expert_group_member ("group", "user")'),
     ("panels_group_member_user", 'CREATE INDEX IF NOT EXISTS panels_group_member_user ON panels_expert_group_member ("user")'),
     ("panels_group_ern_name", "CREATE UNIQUE INDEX IF NOT EXISTS panels_group_ern_name ON panels_expert_group (ern, name)"),
+    ("panels_template_ern_version", "CREATE UNIQUE INDEX IF NOT EXISTS panels_template_ern_version ON panels_template (ern, version)"),
 )
 
 
