@@ -449,3 +449,46 @@ async def test_the_gdpr_export_holds_the_patients_panels(client):
     assert [p["panel"] for p in panels] == [pid]
     assert panels[0]["messages"][0]["text"] == "Consider FXN repeat testing." and panels[0]["messages"][0]["by"] == "Dr Lena Weber"
     assert panels[0]["status"] == "Open for discussion" and panels[0]["ern"] == "ERN RND"
+
+
+async def test_members_download_only_the_documents_shared_with_the_panel(client):
+    from core.audit.tables import AuditEntry
+    from core.panels.tables import Panel
+    from tests.conftest import csrf_of
+    from tests.test_patients import PDF
+
+    ids = await _cast()
+    patient = await make_patient(await hcp_of(ids["creator"]))
+    await as_user(client, "creator")
+    url = f"/patients/{patient['pseudonym']}/documents"
+    for title in ("MRI report Quarrington", "Letter Quarrington"):
+        r = await client.post(url, data={"kind": "imaging_report", "title": title, "_csrf_token": csrf_of(client)},
+                              files={"file": ("Quarrington.pdf", PDF, "application/pdf")})
+        assert r.status_code == 303
+    from core.patients.tables import Document
+
+    shared_doc, kept_doc = [d["id"] for d in await Document.select(Document.id).order_by(Document.id)]
+    base = {"patient": patient["pseudonym"], "ern": str(await ern_id()), "title": "Imaging review", "question": "Cerebellar atrophy?",
+            "kind": "diagnostic", "urgency": "routine", "share": [f"document:{shared_doc}"], f"label_{shared_doc}": "Brain MRI report 2026"}
+    r = await post_form(client, "/panels/new", base)  # without confirming the file identifies nobody
+    assert r.status_code == 422 and await Panel.count() == 0
+    r = await post_form(client, "/panels/new", {**base, f"deidentified_{shared_doc}": "yes"})
+    assert r.status_code == 303
+    pid = (await Panel.select(Panel.id).first())["id"]
+    from core.panels.tables import PanelMember, PanelShare
+
+    await Panel.update({Panel.status: "open"}).where(Panel.id == pid)
+    await PanelMember.insert(PanelMember(panel=pid, user=ids["member"], status="accepted"))
+    share = (await PanelShare.select().where(PanelShare.kind == "document").first())["id"]
+    await as_user(client, "member")
+    page = await client.get(f"/panels/{pid}")
+    assert "Brain MRI report 2026" in page.text and no_identity(page.text)
+    dl = await client.get(f"/panels/{pid}/shared/{share}")
+    assert dl.status_code == 200 and dl.content == PDF
+    assert dl.headers["content-disposition"] == f'attachment; filename="panel-{pid}-{share}.pdf"'
+    assert (await client.get(f"/panels/{pid}/shared/{share + 1}")).status_code == 404
+    assert await AuditEntry.count().where(AuditEntry.action == "panel.document_download") == 1
+    # the document that was not shared cannot be reached through any share of the panel
+    assert all(s["ref_id"] != kept_doc for s in await PanelShare.select())
+    await as_user(client, "outsider")
+    assert (await client.get(f"/panels/{pid}/shared/{share}")).status_code == 404

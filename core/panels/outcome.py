@@ -14,7 +14,7 @@ from anyio import to_thread
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath
-from litestar.response import Redirect, Stream
+from litestar.response import Redirect
 
 from core.panels import notices
 from core.panels.access import PanelCtx, audit, check_revision, load_panel, require
@@ -334,8 +334,8 @@ async def _finished(request: Request, ctx: PanelCtx, document_id: int, stored) -
 
 @get("/panels/{panel_id:int}/outcome.pdf", opt={"permission": "panels.view"}, include_in_schema=False)
 async def download(request: Request, panel_id: FromPath[int]) -> Response:
+    from core.patients.documents import file_response
     from core.patients.tables import Document
-    from core.storage import Storage, StorageError
 
     ctx = await load_panel(request, panel_id)
     outcome = await _outcome(ctx.id)
@@ -344,15 +344,9 @@ async def download(request: Request, panel_id: FromPath[int]) -> Response:
     row = await Document.select().where((Document.id == outcome["document"]) & (Document.patient == ctx.patient["id"])).first()
     if row is None:
         raise NotFoundException("The outcome report is no longer on the record.")
-    try:
-        body = await Storage(request.app.state.settings).open_stream(row["storage_key"])
-    except (StorageError, FileNotFoundError) as exc:
-        raise NotFoundException("The report cannot be read; the helpdesk was told.") from exc
+    response = await file_response(request.app.state.settings, row, f"panel-{ctx.id}-outcome")
     await audit(request, ctx, "panel.outcome_downloaded", {"document": row["id"]})
-    return Stream(
-        body, media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="panel-{ctx.id}-outcome.pdf"', "Content-Length": str(row["size"])},
-    )
+    return response
 
 
 # --- the page section ------------------------------------------------------------------------------

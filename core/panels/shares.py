@@ -126,8 +126,8 @@ async def shared_data(panel_id: int, patient: dict) -> dict:
 @get("/panels/{panel_id:int}/shared/{share_id:int}", opt={"permission": "panels.view"}, include_in_schema=False)
 async def shared_document(request: Request, panel_id: FromPath[int], share_id: FromPath[int]) -> Stream:
     from core.panels.tables import PanelShare
+    from core.patients.documents import file_response
     from core.patients.tables import Document
-    from core.storage import Storage, StorageError
 
     ctx = await load_panel(request, panel_id)
     share = await PanelShare.select().where((PanelShare.id == share_id) & (PanelShare.panel == panel_id) & (PanelShare.kind == "document")).first()
@@ -138,16 +138,9 @@ async def shared_document(request: Request, panel_id: FromPath[int], share_id: F
         ).first()
     if row is None:
         raise NotFoundException("No such shared document.")
-    try:
-        body = await Storage(request.app.state.settings).open_stream(row["storage_key"])
-    except (StorageError, FileNotFoundError) as exc:
-        raise NotFoundException("The file cannot be read; the helpdesk was told.") from exc
+    response = await file_response(request.app.state.settings, row, f"panel-{panel_id}-{share_id}")
     await audit(request, ctx, "panel.document_download", {"share": share_id})
-    ext = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg", "image/tiff": "tif"}.get(row["content_type"], "bin")
-    return Stream(
-        body, media_type=row["content_type"],
-        headers={"Content-Disposition": f'attachment; filename="panel-{panel_id}-{share_id}.{ext}"', "Content-Length": str(row["size"])},
-    )
+    return response
 
 
 ROUTES = [shared_document]

@@ -117,6 +117,24 @@ async def upload(request: Request, pseudonym: FromPath[str]) -> Template | Redir
     return Redirect(f"/patients/{pseudonym}#documents", status_code=303)
 
 
+EXTENSIONS = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg", "image/tiff": "tif"}
+
+
+async def file_response(settings, row: dict, name_stem: str) -> Stream:
+    """A stored document as a download, named ``<name_stem>.<ext>`` (a pseudonym or a panel
+    number, never the original file name: downloads end up in shared folders). The caller has
+    checked access; it audits once the file is known to be readable."""
+    try:
+        body = await Storage(settings).open_stream(row["storage_key"])
+    except (StorageError, FileNotFoundError) as exc:
+        raise NotFoundException("The file cannot be read; the helpdesk was told.") from exc
+    ext = EXTENSIONS.get(row["content_type"], "bin")
+    return Stream(
+        body, media_type=row["content_type"],
+        headers={"Content-Disposition": f'attachment; filename="{name_stem}.{ext}"', "Content-Length": str(row["size"])},
+    )
+
+
 @get("/patients/{pseudonym:str}/documents/{document_id:int}", opt={"permission": "patients.view"}, include_in_schema=False)
 async def download(request: Request, pseudonym: FromPath[str], document_id: FromPath[int]) -> Stream:
     from core.patients.records import audit
@@ -128,17 +146,9 @@ async def download(request: Request, pseudonym: FromPath[str], document_id: From
     ).first()
     if row is None:
         raise NotFoundException("No such document.")
-    try:
-        body = await Storage(request.app.state.settings).open_stream(row["storage_key"])
-    except (StorageError, FileNotFoundError) as exc:
-        raise NotFoundException("The file cannot be read; the helpdesk was told.") from exc
+    response = await file_response(request.app.state.settings, row, f"{pseudonym}-{document_id}")
     await audit(request, "document.download", patient, {"document": document_id})
-    ext = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg", "image/tiff": "tif"}.get(row["content_type"], "bin")
-    return Stream(
-        body, media_type=row["content_type"],
-        # The pseudonym, not the original name: downloads end up in shared folders.
-        headers={"Content-Disposition": f'attachment; filename="{pseudonym}-{document_id}.{ext}"', "Content-Length": str(row["size"])},
-    )
+    return response
 
 
 ROUTES = [upload, download]
