@@ -492,3 +492,21 @@ async def test_members_download_only_the_documents_shared_with_the_panel(client)
     assert all(s["ref_id"] != kept_doc for s in await PanelShare.select())
     await as_user(client, "outsider")
     assert (await client.get(f"/panels/{pid}/shared/{share}")).status_code == 404
+
+
+async def test_submitting_an_incomplete_form_stores_nothing_but_a_draft_may_be_incomplete(client):
+    from core.panels.tables import Panel
+    from core.panels.templates_store import current_template
+
+    ids = await _cast()
+    patient = await make_patient(await hcp_of(ids["creator"]))
+    required = [f["key"] for s in (await current_template(await ern_id()))["definition"]["sections"] for f in s["fields"] if f.get("required")]
+    assert required  # the shipped default form asks for something
+    await as_user(client, "creator")
+    base = {"patient": patient["pseudonym"], "ern": str(await ern_id()), "title": "T", "question": "Q", "kind": "diagnostic", "urgency": "routine"}
+    r = await post_form(client, "/panels/new", {**base, "then": "submit"})
+    assert r.status_code == 422 and "Required" in r.text
+    assert await Panel.count() == 0
+    r = await post_form(client, "/panels/new", {**base, "then": "save"})
+    assert r.status_code == 303
+    assert [p["status"] for p in await Panel.select(Panel.status)] == ["draft"]

@@ -138,7 +138,10 @@ async def new_submit(request: Request) -> Template | Redirect:
     if patient["restricted"]:
         errors["consent"] = "Processing of this record is restricted at the patient's request (GDPR)."
     template = await current_template(ern_id) if ern_id else None
-    answers, answer_errors = parse_answers(template["definition"], form, require=False) if template else ({}, {})
+    # Saving a draft takes an incomplete form; submitting needs every required field, and is
+    # refused before anything is stored.
+    submitting = str(form.get("then", "")) == "submit"
+    answers, answer_errors = parse_answers(template["definition"], form, require=submitting) if template else ({}, {})
     available = await shares.shareable(request.app.state.settings, patient)
     chosen, share_errors = shares.parse_choices(form, available)
     errors.update(share_errors)
@@ -162,7 +165,7 @@ async def new_submit(request: Request) -> Template | Redirect:
     ctx = PanelCtx(row, patient, actor, None, {"creator", "lead", "home"})
     await audit(request, ctx, "panel.create", {"shared": len(chosen)})
     await notices.emit(request, "panel.created", row, {"ern": ern_id})
-    if str(form.get("then", "")) == "submit":
+    if submitting:
         from core.panels.lifecycle import apply
 
         await apply(request, ctx, "submit", {"revision": str(row["revision"])})
@@ -195,7 +198,8 @@ async def edit_submit(request: Request, panel_id: FromPath[int]) -> Template | R
     patient = await _home_patient(request, ctx)
     values, errors = _basics(form)
     definition = await definition_of(ctx.panel["form_template"])
-    answers, answer_errors = parse_answers(definition, form, require=False)
+    submitting = str(form.get("then", "")) == "submit"
+    answers, answer_errors = parse_answers(definition, form, require=submitting)
     chosen, share_errors = shares.parse_choices(form, await shares.shareable(request.app.state.settings, patient))
     errors.update(share_errors)
     if errors or answer_errors:
@@ -215,7 +219,7 @@ async def edit_submit(request: Request, panel_id: FromPath[int]) -> Template | R
             await PanelShare.insert(*[PanelShare(panel=panel_id, kind=c["kind"], ref_id=c["ref_id"], label=c["label"], shared_by=ctx.actor.user_id) for c in chosen])
         await notices.timeline(panel_id, "edited", ctx.actor.user_id)
     await audit(request, ctx, "panel.edit", {"shared": len(chosen)})
-    if str(form.get("then", "")) == "submit":
+    if submitting:
         from core.panels.lifecycle import apply
 
         fresh = await load_panel(request, panel_id)
