@@ -56,6 +56,9 @@ class PluginHostInit(InitPluginProtocol):
         # Site templates first, so a deployment can override any plugin template.
         dirs = [PROJECT_ROOT / "templates"] + [p.templates_dir for p in host.plugins if p.templates_dir]
         env = Environment(loader=FileSystemLoader([str(d) for d in dirs]), autoescape=True)
+        from core.patients.coded import load as load_codings
+
+        env.filters["codings"] = load_codings
         app_config.template_config = TemplateConfig(engine=JinjaTemplateEngine.from_environment(env))
         app_config.on_startup.append(self.on_startup)
         app_config.on_shutdown.append(self.on_shutdown)

@@ -58,6 +58,12 @@ def code_search_url(kind):
     """Return the URL of a code search for a clinical-record field (``diagnoses``, ``phenotype``), or None."""
 
 
+@hookspec(firstresult=True)
+def code_picker(kind, prefix, value, actor):
+    """Return HTML (``markupsafe.Markup``) for ``actor``'s coded input posting ``<prefix>label``, ``<prefix>system``,
+    ``<prefix>code`` and ``<prefix>codings`` (repeated ``SYSTEM|CODE|display``), or None."""
+
+
 @hookspec
 def handle_event(event):
     """React to a ``core.events.Event`` after it is recorded; may return an awaitable."""

@@ -52,6 +52,12 @@ def visible(items, actor):
     )
 
 
+def _code_picker(host, actor, kind, prefix, value):
+    from core.patients.coded import picker
+
+    return picker(host, actor, kind, prefix, value)
+
+
 def base_context(request: Request) -> dict[str, Any]:
     host = request.app.state.host
     actor = actor_of(request)
@@ -61,6 +67,8 @@ def base_context(request: Request) -> dict[str, Any]:
         "menu": visible(links, actor),
         "site": host.site_info,
         "allowed": lambda perm, ern_id=None: allowed(actor, perm, ern_id),
+        # A plugin's coded input (core.patients.coded), or None: the template keeps plain inputs.
+        "code_picker": lambda kind, prefix="", value=None: _code_picker(host, actor, kind, prefix, value),
     }
     for _, extra in host.results_by_plugin("extra_template_vars", request=request):
         ctx.update(extra)

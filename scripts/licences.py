@@ -51,6 +51,7 @@ ALIASES = {
     "gnu general public license v3 (gplv3)": "GPL-3.0-only", "gpl v3.0": "GPL-3.0-only",
     "gnu lesser general public license v2 or later (lgplv2+)": "LGPL-2.1-or-later",
     "european union public licence 1.2 (eupl 1.2)": "EUPL-1.2",
+    "cc0 1.0 universal (cc0 1.0) public domain dedication": "CC0-1.0",
 }
 
 

@@ -433,16 +433,42 @@ async def test_anonymous_is_sent_to_login(client):
     assert await _versions(rnd) == []
 
 
-async def test_the_preview_renders_every_field_type(client):
+async def test_the_preview_renders_every_field_type(clean_db):
+    """The core's own inputs: the coding plugin (whose picker replaces the coded field's inputs)
+    is disabled, and the example plugin's simple code search is used instead."""
+    from core.app import create_app
+    from core.panels import templates_store as store
+    from tests.conftest import app_client, make_settings
+
+    rnd = await _ern()
+    uid = await make_user("coord@example.org", roles=COORD)
+    await store.save_version(rnd, EVERY_TYPE, EVERY_TYPE["title"], uid)
+    async with app_client(create_app(make_settings(disabled_plugins=("coding",)))) as client:
+        await login(client, "coord@example.org")
+        r = await client.get(f"/panels/templates/{rnd}")
+    assert r.status_code == 200
+    _check_preview(r.text)
+
+
+async def test_a_code_picker_plugin_draws_the_coded_field(client):
+    """With the coding plugin, the coded field is its picker, posting the same names."""
     from core.panels import templates_store as store
 
     rnd = await _ern()
     uid = await make_user("coord@example.org", roles=COORD)
     await store.save_version(rnd, EVERY_TYPE, EVERY_TYPE["title"], uid)
     await login(client, "coord@example.org")
-    r = await client.get(f"/panels/templates/{rnd}")
-    assert r.status_code == 200
-    body = r.text
+    body = (await client.get(f"/panels/templates/{rnd}")).text
+    assert 'role="combobox"' in body and 'name="f_diagnosis_label"' in body
+    assert 'name="f_diagnosis_system"' in body and 'name="f_diagnosis_code"' in body
+    assert 'hx-get="/panels/code-search/diagnoses"' not in body
+    ids = re.findall(r'\bid="([^"]+)"', body)
+    assert len(ids) == len(set(ids))
+    for target in re.findall(r'<label[^>]* for="([^"]+)"', body):
+        assert target in ids, target
+
+
+def _check_preview(body: str) -> None:
     assert '<input type="text" id="preview-f_summary" name="f_summary"' in body and 'maxlength="40"' in body
     assert '<label for="preview-f_summary">Summary <abbr title="required" class="required">*</abbr></label>' in body
     assert '<textarea id="preview-f_story" name="f_story"' in body and 'aria-describedby="preview-f_story-help"' in body

@@ -315,7 +315,22 @@ async def test_plugin_sections_appear_on_the_patient_page(client, settings):
         assert (await other.get(f"/example/patients/{pseudonym}")).status_code == 404
 
 
-async def test_coded_entries_through_a_code_search_plugin(client):
+async def test_coded_entries_through_a_code_search_plugin(clean_db):
+    """The simple hook (code_search_url: a datalist of suggestions), as when no plugin offers a
+    code picker: the coding plugin, which does, is disabled here."""
+    from core.app import create_app
+    from tests.conftest import app_client, make_settings
+
+    async with app_client(create_app(make_settings(disabled_plugins=("coding",)))) as client:
+        await _coded_entries_through_a_code_search_plugin(client)
+    rows = await Diagnosis.select(Diagnosis.label, Diagnosis.system, Diagnosis.code).order_by(Diagnosis.id)
+    assert rows == [
+        {"label": "Spinocerebellar ataxia type 2", "system": "ORPHA", "code": "98756"},
+        {"label": "Unexplained ataxia", "system": "", "code": ""},
+    ]
+
+
+async def _coded_entries_through_a_code_search_plugin(client):
     await make_user("hp@example.org")
     await login(client, "hp@example.org")
     pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
@@ -328,8 +343,3 @@ async def test_coded_entries_through_a_code_search_plugin(client):
     assert r.status_code == 303
     free = await post_form(client, f"/patients/{pseudonym}/record/diagnoses", {"label": "Unexplained ataxia", "system": "", "code": "", "status": "suspected"})
     assert free.status_code == 303
-    rows = await Diagnosis.select(Diagnosis.label, Diagnosis.system, Diagnosis.code).order_by(Diagnosis.id)
-    assert rows == [
-        {"label": "Spinocerebellar ataxia type 2", "system": "ORPHA", "code": "98756"},
-        {"label": "Unexplained ataxia", "system": "", "code": ""},
-    ]

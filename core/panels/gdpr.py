@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from core.panels.access import KINDS, STATUSES, URGENCIES
+from core.patients.coded import load as load_codings
 
 
 async def export(patient) -> dict:
@@ -41,7 +42,7 @@ async def export(patient) -> dict:
             "meetings": meetings,
             "outcome": None if outcome is None else {
                 "findings": outcome["findings"], "diagnosis": outcome["diagnosis_label"], "diagnosis_system": outcome["diagnosis_system"],
-                "diagnosis_code": outcome["diagnosis_code"], "recommendations": outcome["recommendations"],
+                "diagnosis_code": outcome["diagnosis_code"], "diagnosis_codings": load_codings(outcome["diagnosis_codings"]), "recommendations": outcome["recommendations"],
                 "treatment_plan": outcome["treatment_plan"], "signed_at": outcome["signed_at"],
                 "comments": [{"at": c["created_at"], "by": who(c["author"]), "text": c["body"]} for c in comments],
             },

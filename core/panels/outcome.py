@@ -114,6 +114,7 @@ async def contributors(panel_id: int) -> set[int]:
 def parse_outcome_form(form) -> dict:
     """The outcome's columns from the lead's form (422 with the first problem otherwise)."""
     from core.panels.forms import parse_code
+    from core.patients import coded
 
     values = {}
     for key, label in TEXT_FIELDS.items():
@@ -126,6 +127,11 @@ def parse_outcome_form(form) -> dict:
         raise _invalid(f"Diagnosis: {problem}")
     code = code or {}
     values.update(diagnosis_label=code.get("label", ""), diagnosis_system=code.get("system", ""), diagnosis_code=code.get("code", ""))
+    codings, problem = coded.parse_codings(form, f"{DIAGNOSIS_FIELD}_")
+    if problem:
+        raise _invalid(f"Diagnosis: {problem}")
+    main = (values["diagnosis_system"], values["diagnosis_code"])
+    values["diagnosis_codings"] = coded.dump([c for c in codings if (c["system"], c["code"]) != main] if values["diagnosis_code"] else [])
     return values
 
 
@@ -154,7 +160,7 @@ async def save(request: Request, panel_id: FromPath[int]) -> Redirect:
                 raise HTTPException(status_code=409, detail="The lead signed the outcome: its text can no longer change.")
     if outcome is None:
         await notices.timeline(ctx.id, "outcome_drafted", actor.user_id)
-    await audit(request, ctx, "panel.outcome_saved", {"fields": sorted(k for k, v in values.items() if v)})
+    await audit(request, ctx, "panel.outcome_saved", {"fields": sorted(k for k, v in values.items() if v and v != "[]")})
     await notices.live(request, ctx.id, {"type": "outcome", "change": "saved"})
     return _redirect(ctx)
 

@@ -90,6 +90,7 @@ async def report_data(panel_id: int, *, signed: dict[int, datetime] | None = Non
         "diagnosis_label": outcome.get("diagnosis_label", ""),
         "diagnosis_system": outcome.get("diagnosis_system", ""),
         "diagnosis_code": outcome.get("diagnosis_code", ""),
+        "diagnosis_codings": outcome.get("diagnosis_codings", "[]"),
         "recommendations": outcome.get("recommendations", ""),
         "treatment_plan": outcome.get("treatment_plan", ""),
         "members": [{"name": name(uid), "role": ROLE_LABELS[role], "hospital": hospital(uid)} for uid, role in roster],
@@ -103,7 +104,10 @@ def diagnosis_text(data: dict) -> str:
     code = data.get("diagnosis_code") or ""
     system = data.get("diagnosis_system") or ""
     if code:
-        coded = f"{system}:{code}" if system else code
+        from core.patients.coded import load
+
+        codes = [f"{system}:{code}" if system else code] + [f"{c['system']}:{c['code']}" for c in load(data.get("diagnosis_codings"))]
+        coded = ", ".join(codes)
         return f"{label} ({coded})" if label else coded
     return label
 

@@ -174,6 +174,8 @@ class Outcome(Table, tablename="panels_outcome"):
     diagnosis_label = Varchar(length=300, default="")
     diagnosis_system = Varchar(length=30, default="")
     diagnosis_code = Varchar(length=40, default="")
+    #: More codes for the same diagnosis (JSON, core.patients.coded), e.g. the ICD-10 of an ORPHAcode.
+    diagnosis_codings = Text(default="[]")
     recommendations = Text(default="")
     treatment_plan = Text(default="")
     updated_by = Integer(null=True, default=None)

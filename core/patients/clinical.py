@@ -15,6 +15,7 @@ from litestar.response import Redirect, Template
 from core.crypto import keyring
 from core.events import Event
 from core.identity.login import client_address
+from core.patients import coded
 from core.patients import identity as ident
 from core.patients.access import load_patient
 from core.web import page
@@ -67,6 +68,8 @@ class Kind:
     table_name: str
     title: str
     fields: dict[str, Callable]
+    #: Coded entries also keep more codes for the same entry (``codings``, core.patients.coded).
+    coded: bool = False
 
     @property
     def table(self):
@@ -79,12 +82,12 @@ KINDS: dict[str, Kind] = {
     "diagnoses": Kind("Diagnosis", "Diagnoses", {
         "label": _text(300, True), "system": _text(30), "code": _text(40),
         "status": _choice(("confirmed", "suspected")), "onset": _text(60),
-    }),
+    }, coded=True),
     "phenotype": Kind("Phenotype", "Phenotype features", {
         "label": _text(300, True), "system": _text(30), "code": _text(40),
         "observed": lambda v: ({"present": True, "absent": False}.get(v, v), None if v in ("present", "absent") else "Choose present or absent."),
         "onset": _text(60),
-    }),
+    }, coded=True),
     "genetics": Kind("GeneticFinding", "Genetic findings", {
         "gene": _pattern(GENE, "Enter the gene symbol (e.g. ATXN2).", 30),
         "variant": _pattern(HGVS, "Enter the variant in HGVS, e.g. NM_002973.4:c.100C>T.", 200),
@@ -115,9 +118,20 @@ def validate(kind: Kind, form) -> tuple[dict, dict]:
         if error:
             errors[name] = error
     split_coded_label(values)
+    if kind.coded:
+        codings, error = coded.parse_codings(form)
+        if error:
+            errors["codings"] = error
+        # The main code is not repeated among the additional ones.
+        values["codings"] = coded.dump([c for c in codings if (c["system"], c["code"]) != (values.get("system"), values.get("code"))])
     if kind.table_name == "Medication" and not errors and values["started"] and values["stopped"] and values["stopped"] < values["started"]:
         errors["stopped"] = "The stop date is before the start date."
     return values, errors
+
+
+def _shown(value) -> str:
+    # An empty list of additional codes is no value, as an empty text is.
+    return "" if value is None or value == "[]" else str(value)
 
 
 def _seal(settings, pseudonym: str, value) -> str:
@@ -137,7 +151,7 @@ async def log_changes(request: Request, patient: dict, entity: str, entity_id: i
             actor=actor.user_id,
         )
         for field in new
-        if str(old.get(field, "") if old.get(field) is not None else "") != str(new[field] if new[field] is not None else "")
+        if _shown(old.get(field)) != _shown(new[field])
     ]
     if rows:
         await ChangeLog.insert(*rows)
@@ -276,7 +290,7 @@ async def delete_entry(request: Request, pseudonym: FromPath[str], kind_name: Fr
     table = kind.table
     async with table._meta.db.transaction():
         await table.delete().where(table.id == entry_id)
-        count = await log_changes(request, patient, kind_name, entry_id, old, {k: None for k in kind.fields})
+        count = await log_changes(request, patient, kind_name, entry_id, old, {k: None for k in [*kind.fields, *(["codings"] if kind.coded else [])]})
     await _changed(request, patient, kind_name, count)
     return Redirect(f"/patients/{pseudonym}#{kind_name}", status_code=303)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from core.patients import coded
 from core.patients import identity as ident
 from core.patients.nicknames import unique_nickname
 
@@ -12,6 +13,7 @@ PEOPLE = [
         "identity": {"given_name": "Mila", "family_name": "Hoffmann", "date_of_birth": "2012-03-14", "local_record_number": "CH-0042117"},
         "sex": "female", "summary": "Progressive gait ataxia since age 7; dysarthria; slow saccades.",
         "diagnoses": [("Spinocerebellar ataxia type 2", "ORPHA", "98756", "suspected", "2019")],
+        "codings": [[{"system": "ICD-10", "code": "G11.2", "display": "Late-onset cerebellar ataxia"}, {"system": "OMIM", "code": "183090", "display": "Spinocerebellar ataxia 2"}]],
         "phenotype": [("Gait ataxia", "HPO", "HP:0002066", True), ("Dysarthria", "HPO", "HP:0001260", True), ("Seizure", "HPO", "HP:0001250", False)],
         "genetics": [("ATXN2", "NM_002973.4:c.496C>T", "heterozygous", "uncertain significance")],
         "consents": [("care", "given"), ("sharing", "given"), ("registry", "given"), ("research", "refused")],
@@ -20,6 +22,7 @@ PEOPLE = [
         "identity": {"given_name": "Jonas", "family_name": "Becker", "date_of_birth": "1987-11-02", "local_record_number": "CH-0050931"},
         "sex": "male", "summary": "Adult-onset proximal weakness, raised CK.",
         "diagnoses": [("Limb-girdle muscular dystrophy", "ORPHA", "263", "confirmed", "2021")],
+        "codings": [[{"system": "ICD-10", "code": "G71.0", "display": "Muscular dystrophy"}]],
         "phenotype": [("Proximal muscle weakness", "HPO", "HP:0003701", True), ("Elevated circulating creatine kinase concentration", "HPO", "HP:0003236", True)],
         "genetics": [("CAPN3", "NM_000070.3:c.550del", "homozygous", "pathogenic")],
         "consents": [("care", "given"), ("sharing", "given")],
@@ -55,8 +58,9 @@ async def load(ctx) -> None:
             Consent(patient=patient.id, kind=k, status=s, date=date(2026, 9, 15), form_version="ERN-RND consent v3.1", recorded_by=hp)
             for k, s in person["consents"]
         ])
-        for label, system, code, status, onset in person["diagnoses"]:
-            await Diagnosis.insert(Diagnosis(patient=patient.id, label=label, system=system, code=code, status=status, onset=onset, updated_by=hp))
+        for i, (label, system, code, status, onset) in enumerate(person["diagnoses"]):
+            codings = coded.dump(person.get("codings", [])[i] if i < len(person.get("codings", [])) else [])
+            await Diagnosis.insert(Diagnosis(patient=patient.id, label=label, system=system, code=code, codings=codings, status=status, onset=onset, updated_by=hp))
         for label, system, code, observed in person["phenotype"]:
             await Phenotype.insert(Phenotype(patient=patient.id, label=label, system=system, code=code, observed=observed, updated_by=hp))
         for gene, variant, zygosity, classification in person["genetics"]:

@@ -97,6 +97,13 @@ async def _hospitals(ids: set[int]) -> dict[int, dict]:
     return {h["id"]: h for h in await Hcp.select(Hcp.id, Hcp.name, Hcp.city, Hcp.country).where(Hcp.id.is_in(sorted(ids)))}
 
 
+def _coded(row: dict) -> dict:
+    """Additional codes as a list, not the JSON text they are stored as."""
+    from core.patients.coded import load
+
+    return {**row, "codings": load(row.get("codings"))}
+
+
 def _people(row: dict, names: dict[int, str]) -> dict:
     """The row without its patient key, each user id column as ``{"id", "name"}``."""
     out = {k: v for k, v in row.items() if k != "patient"}
@@ -194,8 +201,8 @@ async def collect(settings, host, patient_row: dict, generated_by: int | None = 
         "hospital": {k: hospital.get(k) for k in ("name", "city", "country")},
         "erns": [_people(r, names) for r in rows["erns"]],
         "consents": _consents(rows["consents"], names),
-        "diagnoses": [_people(r, names) for r in rows["diagnoses"]],
-        "phenotype": [_people(r, names) for r in rows["phenotype"]],
+        "diagnoses": [_coded(_people(r, names)) for r in rows["diagnoses"]],
+        "phenotype": [_coded(_people(r, names)) for r in rows["phenotype"]],
         "genetic_findings": [_people(r, names) for r in rows["genetic_findings"]],
         "medications": [_people(r, names) for r in rows["medications"]],
         "notes": [_people(r, names) for r in rows["notes"]],
@@ -215,9 +222,10 @@ LOINC = "http://loinc.org"
 #: Coding systems as the record names them -> their canonical FHIR URIs.
 CODE_SYSTEMS = {
     "ORPHA": "http://www.orpha.net", "ORPHANET": "http://www.orpha.net",
-    "OMIM": "http://omim.org",
+    "OMIM": "https://omim.org",
     "HPO": "http://human-phenotype-ontology.org", "HP": "http://human-phenotype-ontology.org",
     "ICD-10": "http://hl7.org/fhir/sid/icd-10", "ICD10": "http://hl7.org/fhir/sid/icd-10",
+    "ICD-10-CM": "http://hl7.org/fhir/sid/icd-10-cm", "LOINC": "http://loinc.org", "MEDDRA": "https://www.meddra.org",
     "ICD-11": "http://id.who.int/icd/release/11/mms", "ICD11": "http://id.who.int/icd/release/11/mms",
     "SNOMED": "http://snomed.info/sct", "SNOMED CT": "http://snomed.info/sct", "SNOMEDCT": "http://snomed.info/sct",
     "MONDO": "http://purl.obolibrary.org/obo/mondo.owl",
@@ -246,13 +254,22 @@ def _system_uri(system: str) -> str:
     return f"urn:cpms:code-system:{slug}"
 
 
-def _concept(label: str, system: str = "", code: str = "") -> dict:
+def _concept(label: str, system: str = "", code: str = "", codings: list[dict] | None = None) -> dict:
+    """A CodeableConcept: the main code (picked by the user) and any equivalents kept with it."""
     concept: dict[str, Any] = {"text": label}
+    out = []
     if code:
         coding = {"code": code, "display": label}
         if system:
             coding["system"] = _system_uri(system)
-        concept["coding"] = [coding]
+        out.append(coding)
+    for extra in codings or []:
+        coding = {"system": _system_uri(extra["system"]), "code": extra["code"]}
+        if extra.get("display"):
+            coding["display"] = extra["display"]
+        out.append(coding)
+    if out:
+        concept["coding"] = out
     return concept
 
 
@@ -301,7 +318,7 @@ def _fhir_patient(data: dict, pid: str) -> dict:
 def _fhir_condition(dx: dict, subject: dict, rid: str) -> dict:
     status = "confirmed" if dx["status"] == "confirmed" else "provisional"
     resource = {
-        "id": rid, "subject": subject, "code": _concept(dx["label"], dx["system"], dx["code"]),
+        "id": rid, "subject": subject, "code": _concept(dx["label"], dx["system"], dx["code"], dx.get("codings")),
         "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": status}]},
     }
     if dx.get("onset"):
@@ -312,7 +329,7 @@ def _fhir_condition(dx: dict, subject: dict, rid: str) -> dict:
 def _fhir_phenotype(feature: dict, subject: dict, rid: str) -> dict:
     observed = bool(feature["observed"])
     resource = {
-        "id": rid, "status": "final", "subject": subject, "code": _concept(feature["label"], feature["system"], feature["code"]),
+        "id": rid, "status": "final", "subject": subject, "code": _concept(feature["label"], feature["system"], feature["code"], feature.get("codings")),
         "valueBoolean": observed,
         "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
                                         "code": "POS" if observed else "NEG", "display": "Positive" if observed else "Negative"}],
@@ -565,14 +582,19 @@ def _consent_section(w: _Writer, data: dict) -> None:
     )
 
 
+def _codes(entry: dict) -> str:
+    extra = ", ".join(f"{c['system']}:{c['code']}" for c in entry.get("codings") or [])
+    return f"{entry['code']} ({extra})" if extra else entry["code"]
+
+
 def _clinical_section(w: _Writer, data: dict) -> None:
     w.heading("Clinical summary")
     w.paragraph(data["summary"] or "None recorded.", style="" if data["summary"] else "I")
     w.heading("Diagnoses")
-    w.table(("Diagnosis", "System", "Code", "Status", "Onset"), [(d["label"], d["system"], d["code"], d["status"], d["onset"]) for d in data["diagnoses"]], widths=(5, 2, 2, 2, 2))
+    w.table(("Diagnosis", "System", "Code", "Status", "Onset"), [(d["label"], d["system"], _codes(d), d["status"], d["onset"]) for d in data["diagnoses"]], widths=(5, 2, 2, 2, 2))
     w.heading("Phenotype features")
     w.table(("Feature", "System", "Code", "Observed", "Onset"),
-            [(p["label"], p["system"], p["code"], "present" if p["observed"] else "absent", p["onset"]) for p in data["phenotype"]], widths=(5, 2, 2, 2, 2))
+            [(p["label"], p["system"], _codes(p), "present" if p["observed"] else "absent", p["onset"]) for p in data["phenotype"]], widths=(5, 2, 2, 2, 2))
     w.heading("Genetic findings")
     w.table(("Gene", "Variant (HGVS)", "Zygosity", "Classification"),
             [(g["gene"], g["variant"], g["zygosity"], g["classification"]) for g in data["genetic_findings"]], widths=(2, 5, 3, 3))

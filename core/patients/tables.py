@@ -67,6 +67,8 @@ class Diagnosis(Table, tablename="patients_diagnosis"):
     label = Varchar(length=300)
     system = Varchar(length=30, default="")
     code = Varchar(length=40, default="")
+    #: More codes for the same entry (JSON list of {system, code, display}), e.g. the ICD-10 of an ORPHAcode.
+    codings = Text(default="[]")
     status = Varchar(length=12, default="suspected")  # confirmed, suspected
     onset = Varchar(length=60, default="")
     updated_by = Integer(null=True, default=None)
@@ -78,6 +80,8 @@ class Phenotype(Table, tablename="patients_phenotype"):
     label = Varchar(length=300)
     system = Varchar(length=30, default="")
     code = Varchar(length=40, default="")
+    #: More codes for the same entry (JSON list of {system, code, display}), e.g. the ICD-10 of an ORPHAcode.
+    codings = Text(default="[]")
     observed = Boolean(default=True)
     onset = Varchar(length=60, default="")
     updated_by = Integer(null=True, default=None)

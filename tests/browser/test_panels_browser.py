@@ -23,7 +23,7 @@ from email import policy
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import MailBox
+from tests.browser.fixtures import MailBox
 from tests.browser.helpers import enrol_totp, log_in
 from tests.panels_support import IDENTITY, ern_id, hcp_of, make_patient
 

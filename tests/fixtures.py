@@ -1,0 +1,204 @@
+"""Test set-up: a real database (SQLite file, or PostgreSQL when CPMS_TEST_DATABASE_URL is set),
+migrated once per run and emptied before each test; the real app served in-process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+import httpx
+
+from core import db
+from core.plugins import PluginHost
+from core.settings import Settings
+
+TEST_DB_URL = os.environ.get("CPMS_TEST_DATABASE_URL", "")
+# With a Redis URL, sessions live in Redis for the whole run (as with several app processes).
+TEST_REDIS_URL = os.environ.get("CPMS_TEST_REDIS_URL", "")
+DATA_DIR = Path(os.environ.get("CPMS_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="cpms-test-"))
+EXAMPLE = "tests.example_plugin"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def make_settings(**overrides) -> Settings:
+    values = dict(
+        env="test", data_dir=DATA_DIR, database_url=TEST_DB_URL, redis_url=TEST_REDIS_URL, plugin_modules=(EXAMPLE,),
+        secret_key="test-secret-key-with-enough-length-0123456789",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def _reset_schema(settings: Settings) -> None:
+    """Start every run from an empty database, so migrations are exercised from scratch."""
+    if settings.uses_postgres:
+        import asyncpg
+
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+    else:
+        path = settings.sqlite_path
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+async def migrated(settings):
+    from core.cli import migrate_all
+
+    await _reset_schema(settings)
+    host = PluginHost(settings)
+    db.configure(settings, host)
+    await migrate_all(host)
+    return host
+
+
+@pytest.fixture
+async def clean_db(migrated, settings):
+    """An empty database with reference data (ERNs, default grants), as after ``cpms migrate``."""
+    from core.identity import sync_role_permissions
+    from core.orgs.seed import seed_erns
+
+    from core.identity.session_store import store_for
+
+    db.configure(settings, migrated)
+    await db.delete_all_rows()
+    await store_for(settings).clear()
+    await seed_erns()
+    await sync_role_permissions(migrated)
+    return migrated
+
+
+@pytest.fixture
+async def client(clean_db, settings):
+    from core.app import create_app
+
+    app = create_app(settings)
+    async with app_client(app) as c:
+        yield c
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def app_client(app):
+    """An HTTP client for ``app`` with its lifespan run in the test's own event loop.
+
+    (Litestar's AsyncTestClient runs the lifespan in another thread's loop, which would put
+    the PostgreSQL pool in a different loop from the queries the tests make.)
+    """
+    # The start-up and shutdown hooks are called directly: app.lifespan() uses an anyio task
+    # group, which pytest-asyncio may finalise from another task.
+    for hook in app.on_startup:
+        await hook(app)
+    try:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+            yield c
+    finally:
+        for hook in app.on_shutdown:
+            await hook(app)
+
+PASSWORD = "correct horse battery staple 42"
+
+
+TOTP_SECRETS: dict[int, str] = {}
+
+
+async def make_user(
+    email: str, roles=(("hp", "ERN RND"),), hcp: str | None = "Test Hospital", name: str = "Test User", mfa: bool = True
+) -> int:
+    """Create a user; roles are (role, ERN acronym or None) pairs. With ``mfa`` the user has an
+    authenticator enrolled (secret in ``TOTP_SECRETS``), as every user with patient roles must."""
+    from core.identity import create_user
+    from core.orgs.tables import Ern, Hcp, HcpErn
+
+    erns = {e["acronym"]: e["id"] for e in await Ern.select(Ern.id, Ern.acronym)}
+    hcp_id = None
+    if hcp:
+        existing = await Hcp.select(Hcp.id).where(Hcp.name == hcp).first()
+        if existing:
+            hcp_id = existing["id"]
+        else:
+            row = Hcp(name=hcp, city="Testville", country="BE")
+            await row.save()
+            hcp_id = row.id
+            await HcpErn.insert(*[HcpErn(hcp=hcp_id, ern=erns[a]) for a in ("ERN RND", "ERKNet", "MetabERN")])
+    user_id = await create_user(email, name, PASSWORD, hcp_id, [(r, erns[e] if e else None) for r, e in roles])
+    if mfa:
+        await enrol_totp(user_id)
+    return user_id
+
+
+async def enrol_totp(user_id: int) -> str:
+    import pyotp
+
+    from core.crypto import keyring
+    from core.identity.mfa import SECRET_CONTEXT
+    from core.identity.sessions import now
+    from core.identity.tables import User
+
+    secret = pyotp.random_base32()
+    await User.update(
+        {User.totp_secret: keyring(make_settings()).encrypt(secret, SECRET_CONTEXT), User.totp_enabled_at: now()}
+    ).where(User.id == user_id)
+    TOTP_SECRETS[user_id] = secret
+    return secret
+
+
+async def totp_code(user_id: int) -> str:
+    """A valid code for the user's authenticator. The product refuses a code twice; tests that
+    log the same user in several times within 30 s forget the last used step first."""
+    import pyotp
+
+    from core.identity.tables import User
+
+    await User.update({User.totp_last_step: 0}).where(User.id == user_id)
+    return pyotp.TOTP(TOTP_SECRETS[user_id]).now()
+
+
+def csrf_of(client) -> str:
+    return client.cookies.get("csrftoken", "")
+
+
+async def login(client, email: str, password: str = PASSWORD, second_factor: bool = True):
+    """Log in with the password and, when asked and known, the authenticator code."""
+    from core.identity.tables import User
+
+    await client.get("/login")
+    r = await client.post(
+        "/login", data={"email": email, "password": password, "next": "/", "_csrf_token": csrf_of(client)},
+        follow_redirects=False,
+    )
+    if second_factor and r.status_code in (302, 303) and r.headers["location"].startswith("/login/2fa"):
+        user = await User.select(User.id).where(User.email == email.lower()).first()
+        if user and user["id"] in TOTP_SECRETS:
+            r = await client.post(
+                "/login/2fa", data={"code": await totp_code(user["id"]), "next": "/", "_csrf_token": csrf_of(client)},
+                follow_redirects=False,
+            )
+    return r
+
+
+async def post_form(client, url: str, data: dict | None = None, **kw):
+    payload = dict(data or {})
+    payload["_csrf_token"] = csrf_of(client)
+    kw.setdefault("follow_redirects", False)
+    return await client.post(url, data=payload, **kw)
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
