@@ -194,7 +194,8 @@ async def _system(uri: str, name: str) -> dict:
 def _check_version(system: dict, version: str | None, name: str = "version") -> None:
     if version and version != (system.get("version") or ""):
         raise FhirError(
-            404, "not-found", f"Version {version[:100]} of {system['uri']} is not loaded (loaded: {system.get('version') or 'unversioned'}).", name,
+            404, "not-found",
+            f"Version {version[:100]} of {system['uri']} is not loaded (loaded: {system.get('version') or 'unversioned'}).", name,
         )
 
 
@@ -257,12 +258,15 @@ async def lookup_operation(params: Params) -> dict:
     ]
     if not wanted or "designation" in wanted:
         for d in concept.get("designations", []):
-            parts = [{"name": "language", "valueCode": d.get("language") or "en"}, {"name": "use", "valueCoding": _use_coding(d.get("use", ""))},
-                     {"name": "value", "valueString": d["term"]}]
+            parts = [
+                {"name": "language", "valueCode": d.get("language") or "en"},
+                {"name": "use", "valueCoding": _use_coding(d.get("use", ""))},
+                {"name": "value", "valueString": d["term"]},
+            ]
             out.append({"name": "designation", "part": parts})
 
     def prop(name: str, value: dict) -> dict:
-        return {"name": "property", "part": [{"name": "code", "valueCode": name}, value]}
+        return {"name": "property", "part": [{"name": "code", "valueCode": name}, {"name": "value", **value}]}
 
     def asked(name: str) -> bool:
         return not wanted or name in wanted
@@ -328,7 +332,11 @@ async def _concepts_page(system_id: int, offset: int, count: int, active_only: b
     if active_only:
         where = where & (Concept.active == True)  # noqa: E712 - a piccolo expression
     total = await Concept.count().where(where)
-    rows = await Concept.select(Concept.code, Concept.display, Concept.active).where(where).order_by(Concept.code).offset(offset).limit(count) if count else []
+    if not count:
+        return total, []
+    # The release's own order (ICD: chapter, block, categories), the same on SQLite and PostgreSQL,
+    # where ordering by code would follow each database's collation.
+    rows = await Concept.select(Concept.code, Concept.display, Concept.active).where(where).order_by(Concept.id).offset(offset).limit(count)
     return total, rows
 
 

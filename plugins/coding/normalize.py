@@ -29,7 +29,7 @@ _TABLE = str.maketrans(_LETTERS)
 #: Apostrophes join ("Alzheimer's" -> "alzheimers", so "alzheimer" is a prefix of it).
 _APOSTROPHES = str.maketrans({"'": None, "\u2019": None, "\u02bc": None, "\u2018": None})
 #: Runs of letters or digits of any script (``\w`` without the underscore).
-_WORD = re.compile(r"[^\W_]+")
+WORD = re.compile(r"[^\W_]+")
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
 
@@ -45,7 +45,7 @@ def fold(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """The folded words of ``text``, in order (duplicates kept)."""
-    return _WORD.findall(fold(text))
+    return WORD.findall(fold(text))
 
 
 def compact(text: str) -> str:

@@ -23,7 +23,9 @@ How: terms are numbered in rank order (preferred before synonyms, then shorter f
 each word's posting list (the terms holding it) is in rank order too. A query word is a range
 of the sorted vocabulary; the rarest query word gives the candidates, merged lazily in rank
 order, and each candidate is checked against the other words by bisecting its own sorted word
-list; the search stops after ``limit`` hits. Posting lists are kept per (system, active)
+list; the search stops after ``limit`` hits. When the words seldom go together, the search
+switches to intersecting posting sets; a one- or two-letter prefix walks the terms in rank
+order instead (see :func:`_part_terms`). Posting lists are kept per (system, active)
 partition, so a search restricted to a small system never walks a large system's terms.
 Misspellings go through a symmetric-deletion index over the vocabulary (packed in one sorted
 array of integers, not a dictionary of strings). See :class:`_Index`.
@@ -41,11 +43,11 @@ import heapq
 import time
 import weakref
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from plugins.coding.normalize import _WORD, code_key, code_query, fold
+from plugins.coding.normalize import WORD, code_key, code_query, fold
 
 #: Longer queries are cut: nobody types more, and work stays bounded.
 MAX_QUERY = 200
@@ -60,9 +62,13 @@ WIDE_RANGE = 256
 DENSE = 16
 #: Misspellings are looked up by their first characters only (as SymSpell's prefix length):
 #: the deletion index stays small, and the whole word is compared afterwards.
-FUZZY_PREFIX = 9
-#: Above this many candidates from the rarest word, several words are intersected as sets first.
-VERIFY_MAX = 2_000
+FUZZY_PREFIX = 8
+#: After this many candidates of the rarest word without the other words, the rest of the
+#: search intersects posting sets instead (words that seldom go together).
+VERIFY_MAX = 400
+#: ... a word's postings are intersected while they number under this many times the
+#: candidates left; past that, each candidate is checked for the word instead.
+SET_FACTOR = 16
 
 PREFERRED, SYNONYM = 0, 1
 _MAX_CHAR = "\U0010ffff"
@@ -97,10 +103,31 @@ class _Part:
         self.view = memoryview(post)
 
 
+class _Texts:
+    """Many strings kept as one UTF-8 buffer and offsets: a few bytes each instead of a string
+    object (~50 bytes plus the text); one is decoded only when a hit shows it."""
+
+    __slots__ = ("buffer", "offsets")
+
+    def __init__(self, strings: Iterable[str] = ()) -> None:
+        self.buffer = bytearray()
+        self.offsets = array("Q", [0])
+        for text in strings:
+            self.buffer += text.encode()
+            self.offsets.append(len(self.buffer))
+
+    def __getitem__(self, i: int) -> str:
+        return self.buffer[self.offsets[i] : self.offsets[i + 1]].decode()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
 class _Index:
     """Everything a search reads, immutable once built (searches in threads need no lock).
 
-    Concepts and terms are parallel arrays/lists indexed by number, not objects per term."""
+    Concepts and terms are parallel arrays indexed by number, not objects per term; their
+    texts are :class:`_Texts`."""
 
     def __init__(self) -> None:
         self.signature: tuple = ()
@@ -109,13 +136,16 @@ class _Index:
         self.system_index: dict[str, int] = {}
         # concepts
         self.c_system = array("H")
-        self.c_code: list[str] = []
-        self.c_display: list[str] = []
-        self.c_kind: list[str] = []
+        self.c_code = _Texts()
+        self.c_display = _Texts()
+        self.c_kind = array("H")  # into kinds
+        self.kinds: list[str] = []
         self.c_active = bytearray()
-        # terms, in rank order; term t's sorted word numbers are t_words[t_woff[t]:t_woff[t + 1]]
+        # terms, in rank order; term t's sorted word numbers are t_words[t_woff[t]:t_woff[t + 1]];
+        # its text is t_texts[t_text[t]], or its concept's display when t_text[t] is -1
         self.t_concept = array("I")
-        self.t_text: list[str] = []
+        self.t_text = array("i")
+        self.t_texts = _Texts()
         self.t_woff = array("I")
         self.t_words = array("I")
         self.n_preferred = 0
@@ -133,11 +163,15 @@ class _Index:
     # -- sizes for the benchmark and the admin page
     @property
     def concepts(self) -> int:
-        return len(self.c_code)
+        return len(self.c_system)
 
     @property
     def terms(self) -> int:
-        return len(self.t_text)
+        return len(self.t_concept)
+
+    def term_text(self, t: int) -> str:
+        i = self.t_text[t]
+        return self.c_display[self.t_concept[t]] if i < 0 else self.t_texts[i]
 
 
 def _deletes(word: str, depth: int) -> set[str]:
@@ -215,56 +249,52 @@ def _build(systems: Sequence[tuple], concepts: Iterable[tuple], designations: It
     sys_of_id = {sid: i for i, (sid, _) in enumerate(by_key)}
 
     concept_of_id: dict[int, int] = {}
-    kinds: dict[str, str] = {}
-    c_system, c_code, c_display, c_kind, c_active = idx.c_system, idx.c_code, idx.c_display, idx.c_kind, idx.c_active
+    kind_of: dict[str, int] = {}
+    codes: list[str] = []
+    displays: list[str] = []
+    c_system, c_kind, c_active = idx.c_system, idx.c_kind, idx.c_active
     for cid, sid, code, display, kind, active in concepts:
         s = sys_of_id.get(sid)
         if s is None:
             continue
-        concept_of_id[cid] = len(c_code)
+        concept_of_id[cid] = len(codes)
         c_system.append(s)
-        c_code.append(code)
-        c_display.append(display)
-        c_kind.append(kinds.setdefault(kind or "", kind or ""))
+        codes.append(code)
+        displays.append(display)
+        c_kind.append(kind_of.setdefault(kind or "", len(kind_of)))
         c_active.append(1 if active else 0)
-    n_concepts = len(c_code)
+    idx.kinds = list(kind_of)
+    n_concepts = len(codes)
 
-    # Terms as (group, folded length, folded, concept, text, words): sorted, this is rank order.
+    # Terms as (group, folded length, folded, concept, text or None for the display, words):
+    # sorted, this is rank order.
     rows: list[tuple] = []
-    seen_terms: set[tuple[int, str]] = set()
     has_preferred = bytearray(n_concepts)
     words_seen: dict[str, str] = {}
     intern = words_seen.setdefault
-    findall = _WORD.findall
-    synonyms: list[tuple[int, str]] = []
-
-    def add(c: int, term: str, group: int) -> None:
-        folded = fold(term)
-        key = (c, folded)
-        if key in seen_terms:
-            return
-        found = findall(folded)
-        if found:
-            seen_terms.add(key)
-            rows.append((group, len(folded), folded, c, term, list(map(intern, found, found))))
-
-    # Preferred terms first, so that a synonym folding to the same text is dropped.
+    findall = WORD.findall
     for concept_id, term, use in designations:
         c = concept_of_id.get(concept_id)
         if c is None or not term:
             continue
-        if use == PREFERRED or use == "preferred":
+        group = PREFERRED if use == PREFERRED or use == "preferred" else SYNONYM
+        if group == PREFERRED:
             has_preferred[c] = 1
-            add(c, c_display[c] if term == c_display[c] else term, PREFERRED)  # one string for both
-        else:
-            synonyms.append((c, term))
+        folded = fold(term)
+        found = findall(folded)
+        if found:
+            rows.append((group, len(folded), folded, c, None if term == displays[c] else term, list(map(intern, found, found))))
     for c in range(n_concepts):
-        if not has_preferred[c] and c_display[c]:
-            add(c, c_display[c], PREFERRED)
-    for c, term in synonyms:
-        add(c, term, SYNONYM)
-    del synonyms, seen_terms
-    rows.sort()  # (group, length, folded, concept) is unique: later fields are never compared
+        if not has_preferred[c] and displays[c]:
+            folded = fold(displays[c])
+            found = findall(folded)
+            if found:
+                rows.append((PREFERRED, len(folded), folded, c, None, list(map(intern, found, found))))
+    del has_preferred
+    rows.sort()  # (group, length, folded, concept) decides; the text and words are never compared
+    # The same folded text twice for one concept ("Sjögren"/"Sjogren" synonyms) in one group is
+    # adjacent now: keep the first.
+    rows = [r for i, r in enumerate(rows) if i == 0 or r[:4] != rows[i - 1][:4]]
     idx.n_preferred = bisect_left(rows, (SYNONYM,))
 
     vocab = sorted(words_seen)
@@ -275,19 +305,22 @@ def _build(systems: Sequence[tuple], concepts: Iterable[tuple], designations: It
 
     part_keys = sorted({(c_system[c], bool(c_active[c])) for c in range(n_concepts)})
     part_of = {k: i for i, k in enumerate(part_keys)}
-    concept_part = bytearray(n_concepts) if len(part_keys) < 256 else array("H", [0] * n_concepts)
-    for c in range(n_concepts):
-        concept_part[c] = part_of[(c_system[c], bool(c_active[c]))]
+    concept_part = array("H", (part_of[(c_system[c], bool(c_active[c]))] for c in range(n_concepts)))
     lists = [[[] for _ in range(n_vocab)] for _ in part_keys]
     part_terms: list[list[int]] = [[] for _ in part_keys]
     t_concept, t_text, t_woff, t_words = idx.t_concept, idx.t_text, idx.t_woff, idx.t_words
+    texts: list[str] = []
     t_woff.append(0)
     lookup = word_id.__getitem__
     for tid, row in enumerate(rows):
         c = row[3]
         wids = sorted(set(map(lookup, row[5])))
         t_concept.append(c)
-        t_text.append(row[4])
+        if row[4] is None:
+            t_text.append(-1)
+        else:
+            t_text.append(len(texts))
+            texts.append(row[4])
         t_words.extend(wids)
         t_woff.append(len(t_words))
         p = concept_part[c]
@@ -295,6 +328,7 @@ def _build(systems: Sequence[tuple], concepts: Iterable[tuple], designations: It
         mine = lists[p]
         for w in wids:
             mine[w].append(tid)
+    n_terms = len(rows)
     del rows
     for p, key in enumerate(part_keys):
         mine = lists[p]
@@ -311,7 +345,7 @@ def _build(systems: Sequence[tuple], concepts: Iterable[tuple], designations: It
     per_system: list[list[tuple[str, int]]] = [[] for _ in idx.system_keys]
     for c in range(n_concepts):
         s = c_system[c]
-        per_system[s].append((code_key(idx.system_keys[s], c_code[c]), c))
+        per_system[s].append((code_key(idx.system_keys[s], codes[c]), c))
     for entries in per_system:
         entries.sort()
         by_len: dict[int, tuple[list[str], array]] = {}
@@ -320,6 +354,9 @@ def _build(systems: Sequence[tuple], concepts: Iterable[tuple], designations: It
             keys.append(k)
             cs.append(c)
         idx.codes.append(by_len)
+    del per_system
+    idx.c_code, idx.c_display, idx.t_texts = _Texts(codes), _Texts(displays), _Texts(texts)
+    del codes, displays, texts
     built = time.perf_counter()
 
     # Misspellings: every vocabulary word's deletion variants, hashed and packed in one array.
@@ -334,7 +371,7 @@ def _build(systems: Sequence[tuple], concepts: Iterable[tuple], designations: It
     packed.sort()
     idx.deletes, idx.shift = array("q", packed), shift
     idx.stats = {
-        "concepts": n_concepts, "terms": len(t_text), "words": n_vocab, "postings": len(t_words),
+        "concepts": n_concepts, "terms": n_terms, "words": n_vocab, "postings": len(t_words),
         "deletion_variants": len(packed), "seconds_index": round(built - started, 3),
         "seconds_fuzzy": round(time.perf_counter() - built, 3),
     }
@@ -380,14 +417,6 @@ def _count(part: _Part, ranges: _Ranges) -> int:
     return sum(off[hi] - off[lo] for lo, hi in ranges)
 
 
-def _has_word(t_words: array, start: int, end: int, ranges: _Ranges) -> bool:
-    for lo, hi in ranges:
-        i = bisect_left(t_words, lo, start, end)
-        if i < end and t_words[i] < hi:
-            return True
-    return False
-
-
 def _postings(part: _Part, ranges: _Ranges, t_lo: int, t_hi: int) -> list:
     """The posting lists of the words in ``ranges``, cut to terms ``[t_lo, t_hi)`` (views)."""
     off, post, view = part.off, part.post, part.view
@@ -418,64 +447,104 @@ def _ascending(lists: list) -> Iterator[int]:
             last = t
 
 
-def _candidates(idx: _Index, part: _Part, words: list[_Ranges], t_lo: int, t_hi: int) -> tuple[Iterator[int], list[_Ranges]]:
-    """Terms of ``part`` in ``[t_lo, t_hi)`` that may hold every query word, ascending, and the
-    words still to check on each. Chooses the cheapest way for these words' selectivity."""
+def _holds(t_words: array, start: int, end: int, rest: list[_Ranges]) -> bool:
+    """Whether the term whose words are ``t_words[start:end]`` holds a word of each of ``rest``."""
+    for ranges in rest:
+        for lo, hi in ranges:
+            i = bisect_left(t_words, lo, start, end)
+            if i < end and t_words[i] < hi:
+                break
+        else:
+            return False
+    return True
+
+
+def _intersection(part: _Part, words: list[_Ranges], counts: list[int], t_lo: int, t_hi: int) -> tuple[list[int], list[_Ranges]]:
+    """Terms in ``[t_lo, t_hi)`` holding every word, ascending, by intersecting posting sets (C
+    speed), rarest word first (``words`` come in that order, with their posting ``counts``).
+    Once few candidates are left, checking each of them costs less than another set: the words
+    not intersected are returned for the caller to check."""
+    found: set[int] | None = None
+    unchecked = []
+    for ranges, count in zip(words, counts):
+        if found is not None and (count > SET_FACTOR * len(found) or sum(hi - lo for lo, hi in ranges) > WIDE_RANGE):
+            unchecked.append(ranges)
+            continue
+        lists = _postings(part, ranges, t_lo, t_hi)
+        if found is None:
+            found = set()
+            for lst in lists:
+                found.update(lst)
+        else:
+            found = set().union(*(found.intersection(lst) for lst in lists))
+        if not found:
+            return [], []
+    return sorted(found or ()), unchecked
+
+
+def _part_terms(idx: _Index, part: _Part, words: list[_Ranges], t_lo: int, t_hi: int, need: int, seen: set[int]) -> list[int]:
+    """The first ``need`` terms of ``part`` in ``[t_lo, t_hi)`` that hold every query word, at most
+    one per concept and none of ``seen``'s, ascending.
+
+    The rarest word's posting lists are merged lazily and each term checked for the other words,
+    which stops early when the words go together. If, after :data:`VERIFY_MAX` candidates, they
+    do not, the rest is found by intersecting posting sets. A short prefix with a wide vocabulary
+    range and frequent terms is met sooner by walking the partition's terms in rank order."""
+    t_concept, t_woff, t_words = idx.t_concept, idx.t_woff, idx.t_words
     counts = [_count(part, r) for r in words]
     order = sorted(range(len(words)), key=counts.__getitem__)
     driver = order[0]
     if counts[driver] == 0:
-        return iter(()), []
-    span = sum(hi - lo for lo, hi in words[driver])
-    if span > WIDE_RANGE:
+        return []
+    rest = [words[i] for i in order[1:]]
+    stream: Iterable[int]
+    switch = bool(rest)
+    if sum(hi - lo for lo, hi in words[driver]) > WIDE_RANGE:
         terms = part.terms
         a = bisect_left(terms, t_lo)
         b = bisect_left(terms, t_hi, a)
         if counts[driver] * DENSE >= b - a:
-            # A short prefix (every query word is one), frequent enough that walking the
-            # partition in rank order meets ``limit`` hits sooner than merging its many lists.
-            return iter(memoryview(terms)[a:b]), words
-    rest = [words[i] for i in order[1:]]
-    if counts[driver] <= VERIFY_MAX or not rest:
-        return _ascending(_postings(part, words[driver], t_lo, t_hi)), rest
-    # Several frequent words: intersect their posting sets (C speed), then order the few left.
-    found: set[int] | None = None
-    unchecked = []
-    for i in order:
-        if found is not None and sum(hi - lo for lo, hi in words[i]) > WIDE_RANGE:
-            unchecked.append(words[i])
+            stream, rest, switch = memoryview(terms)[a:b], words, False
+        else:
+            stream = _ascending(_postings(part, words[driver], t_lo, t_hi))
+    else:
+        stream = _ascending(_postings(part, words[driver], t_lo, t_hi))
+    found: list[int] = []
+    mine: set[int] = set()
+    examined = 0
+    for t in stream:
+        c = t_concept[t]
+        if c in seen or c in mine:
             continue
-        current: set[int] = set()
-        for lst in _postings(part, words[i], t_lo, t_hi):
-            current.update(lst)
-        found = current if found is None else found & current
-        if not found:
-            return iter(()), []
-    return iter(sorted(found)), unchecked
+        if rest and not _holds(t_words, t_woff[t], t_woff[t + 1], rest):
+            examined += 1
+            if switch and examined >= VERIFY_MAX:
+                # The words seldom go together: intersect the sets of the terms still ahead.
+                ahead, unchecked = _intersection(part, [words[i] for i in order], [counts[i] for i in order], t + 1, t_hi)
+                for t2 in ahead:
+                    c = t_concept[t2]
+                    if c in seen or c in mine or (unchecked and not _holds(t_words, t_woff[t2], t_woff[t2 + 1], unchecked)):
+                        continue
+                    mine.add(c)
+                    found.append(t2)
+                    if len(found) >= need:
+                        break
+                return found
+            continue
+        mine.add(c)
+        found.append(t)
+        if len(found) >= need:
+            break
+    return found
 
 
 def _collect(idx: _Index, parts: list[_Part], words: list[_Ranges], t_lo: int, t_hi: int, need: int, seen: set[int]) -> list[int]:
     """The first ``need`` terms (ascending) of new concepts matching every query word, over the
     partitions; at most one term per concept (its best). Concepts differ between partitions, so
     each partition's own first ``need`` suffice."""
-    t_concept, t_woff, t_words = idx.t_concept, idx.t_woff, idx.t_words
     found: list[int] = []
     for part in parts:
-        stream, rest = _candidates(idx, part, words, t_lo, t_hi)
-        mine: set[int] = set()
-        taken = 0
-        for t in stream:
-            c = t_concept[t]
-            if c in seen or c in mine:
-                continue
-            start, end = t_woff[t], t_woff[t + 1]
-            if rest and not all(_has_word(t_words, start, end, r) for r in rest):
-                continue
-            mine.add(c)
-            found.append(t)
-            taken += 1
-            if taken >= need:
-                break
+        found.extend(_part_terms(idx, part, words, t_lo, t_hi, need, seen))
     found.sort()
     return found[:need]
 
@@ -523,7 +592,7 @@ def _code_hits(idx: _Index, query: str, systems: list[int], need: int, include_i
 def _hit(idx: _Index, c: int, matched: str, match: str) -> Hit:
     return Hit(
         system=idx.system_keys[idx.c_system[c]], code=idx.c_code[c], display=idx.c_display[c],
-        matched=matched, match=match, kind=idx.c_kind[c], active=bool(idx.c_active[c]),
+        matched=matched, match=match, kind=idx.kinds[idx.c_kind[c]], active=bool(idx.c_active[c]),
     )
 
 
@@ -541,7 +610,7 @@ def _search(idx: _Index, query: str, systems: Sequence[str] | None, limit: int, 
     hits = _code_hits(idx, query, chosen, limit, include_inactive, seen)
     if len(hits) >= limit:
         return hits
-    qwords = list(dict.fromkeys(_WORD.findall(fold(query))))
+    qwords = list(dict.fromkeys(WORD.findall(fold(query))))
     if not qwords:
         return hits
     parts = [idx.parts[k] for s in chosen for k in ((s, True), (s, False)) if k in idx.parts and (k[1] or include_inactive)]
@@ -571,7 +640,7 @@ def _search(idx: _Index, query: str, systems: Sequence[str] | None, limit: int, 
         for t in _collect(idx, parts, words, t_lo, t_hi, need, seen):
             c = idx.t_concept[t]
             seen.add(c)
-            hits.append(_hit(idx, c, idx.t_text[t], match))
+            hits.append(_hit(idx, c, idx.term_text(t), match))
         if len(hits) >= limit:
             break
     return hits
@@ -638,16 +707,31 @@ async def ensure_index() -> None:
         if _index is not None and _index.generation == generation and _index.signature == signature:
             _checked_at = time.monotonic()
             return
+        started = time.perf_counter()
         for _ in range(3):
             rows = await _read_rows()
             after = await _signature()
             if after == signature:
                 break
             signature = after  # an import committed while reading: read again, whole
+        read = time.perf_counter() - started
         index = await asyncio.to_thread(build_index, *rows, signature)
+        del rows
+        _give_back_memory()
         index.generation = generation
+        index.stats["seconds_read"] = round(read, 3)
         _index = index
         _checked_at = time.monotonic()
+
+
+def _give_back_memory() -> None:
+    """Hand the build's freed memory back to the system (glibc keeps it otherwise: ~20 MB)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 async def _signature() -> tuple:
@@ -665,13 +749,16 @@ async def _read_rows() -> tuple[list, list, list]:
     from plugins.coding.tables import CodeSystem, Concept, Designation
 
     systems = [(r["id"], r["key"]) for r in await CodeSystem.select(CodeSystem.id, CodeSystem.key)]
+    kinds: dict[str, str] = {}  # one string per kind, not one per row
     concepts: list[tuple] = []
     last = 0
     while True:
         rows = await Concept.select(
             Concept.id, Concept.system, Concept.code, Concept.display, Concept.kind, Concept.active
         ).where(Concept.id > last).order_by(Concept.id).limit(READ_CHUNK)
-        concepts.extend((r["id"], r["system"], r["code"], r["display"], r["kind"], bool(r["active"])) for r in rows)
+        concepts.extend(
+            (r["id"], r["system"], r["code"], r["display"], kinds.setdefault(r["kind"], r["kind"]), bool(r["active"])) for r in rows
+        )
         if len(rows) < READ_CHUNK:
             break
         last = rows[-1]["id"]
@@ -681,7 +768,7 @@ async def _read_rows() -> tuple[list, list, list]:
         rows = await Designation.select(
             Designation.id, Designation.concept, Designation.term, Designation.use
         ).where(Designation.id > last).order_by(Designation.id).limit(READ_CHUNK)
-        designations.extend((r["concept"], r["term"], r["use"]) for r in rows)
+        designations.extend((r["concept"], r["term"], PREFERRED if r["use"] == "preferred" else SYNONYM) for r in rows)
         if len(rows) < READ_CHUNK:
             break
         last = rows[-1]["id"]

@@ -184,21 +184,22 @@ async def picker_search(
 
 @get("/coding/equivalents", opt=PERM, include_in_schema=False, media_type="text/html")
 async def picker_equivalents(
-    system: Annotated[str, QueryParameter(min_length=1, max_length=30)],
-    code: Annotated[str, QueryParameter(min_length=1, max_length=64)],
+    system: Annotated[str, QueryParameter(max_length=30)] = "",
+    code: Annotated[str, QueryParameter(max_length=64)] = "",
     prefix: Annotated[str, QueryParameter(max_length=40)] = "",
 ) -> Template:
-    """Codes of other systems for the picked code, as checkboxes posting ``<prefix>codings``."""
+    """Codes of other systems for the picked code, as checkboxes posting ``<prefix>codings``
+    (nothing picked: an empty fragment, as the picker shows before a pick)."""
     from plugins.coding import lookup
 
     if not PREFIX.match(prefix):
         raise ValidationException("The prefix may hold letters, digits, - and _ only.")
-    items = await lookup.equivalents(system, code)
+    items = await lookup.equivalents(system, code) if system and code else []
     # The core accepts codes of at most 40 characters; longer ones could not be saved.
     items = [i for i in items if len(str(i.get("code") or "")) <= 40 and i.get("relation") != "not-related-to"]
     return Template(
         "coding/_equivalents.html",
-        context={"items": items, "prefix": prefix, "checked_all": False, "picked": f"{system}:{code}"},
+        context={"items": items, "prefix": prefix, "checked_all": False, "picked": f"{system}:{code}" if system and code else ""},
     )
 
 

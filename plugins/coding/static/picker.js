@@ -163,10 +163,10 @@
     }
   });
 
-  // Keep the focus in the text box while an option is clicked.
+  // Keep the focus in the text box while an option (or the list's scroll bar) is clicked.
   document.addEventListener("mousedown", function (event) {
-    var option = event.target.closest && event.target.closest("[data-code-picker] [role=option]");
-    if (option) event.preventDefault();
+    var list = event.target.closest && event.target.closest("[data-code-picker] [role=listbox]");
+    if (list) event.preventDefault();
   });
 
   document.addEventListener("click", function (event) {

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import ROOT, enrol_totp, log_in
+from tests.browser.fixtures import ROOT
+from tests.browser.helpers import enrol_totp, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -37,10 +38,31 @@ def with_sample_codes(live_server, settings):
     return live_server
 
 
-def test_code_a_diagnosis_with_an_orphacode_and_its_icd10_equivalent_by_keyboard(with_sample_codes, page):
-    base = with_sample_codes
-    log_in(page, base, "hp@demo.cpms.eu", "demo-hp-2026")
-    enrol_totp(page, base)
+@pytest.fixture(scope="module")
+def signed_in(with_sample_codes, browser):
+    """The demo HP's session (password, then the forced authenticator enrolment), once per module."""
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, with_sample_codes, "hp@demo.cpms.eu", "demo-hp-2026")
+    enrol_totp(page, with_sample_codes)
+    state = context.storage_state()
+    context.close()
+    return state
+
+
+@pytest.fixture
+def hp_page(signed_in, browser):
+    context = browser.new_context(storage_state=signed_in)
+    page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    page.on("console", lambda msg: page.js_errors.append(msg.text) if msg.type == "error" else None)
+    yield page
+    context.close()
+
+
+def test_code_a_diagnosis_with_an_orphacode_and_its_icd10_equivalent_by_keyboard(with_sample_codes, hp_page):
+    base, page = with_sample_codes, hp_page
     page.goto(base + "/patients")
     page.get_by_role("link", name=re.compile("Aylin")).click()
     page.wait_for_url(re.compile(r"/patients/P[A-Z2-9]{11}$"))
@@ -53,7 +75,8 @@ def test_code_a_diagnosis_with_an_orphacode_and_its_icd10_equivalent_by_keyboard
     box.focus()  # the starting point; from here on only keys are pressed
     page.keyboard.type("friedr")
     listbox = page.locator("#" + box.get_attribute("aria-controls"))
-    expect(listbox.locator('[role=option][data-system="ORPHA"][data-code="95"]')).to_be_visible()
+    # The first search after start-up builds the server's search index (seconds on a busy machine).
+    expect(listbox.locator('[role=option][data-system="ORPHA"][data-code="95"]')).to_be_visible(timeout=60_000)
     expect(box).to_have_attribute("aria-expanded", "true")
     expect(add.get_by_role("status")).to_contain_text("found")
     # Down arrow until ORPHA 95 is the active option (other systems may rank their codes first).
@@ -87,6 +110,9 @@ def test_code_a_diagnosis_with_an_orphacode_and_its_icd10_equivalent_by_keyboard
     else:
         pytest.fail("Tab never reached the ICD-10 equivalent")
     expect(icd).to_be_checked()
+    # The system checkboxes steer the search only: the form posts the picked code's system alone.
+    assert add.evaluate("f => new FormData(f).getAll('system')") == ["ORPHA"]
+    assert add.evaluate("f => new FormData(f).getAll('codings')")[0].startswith("ICD-10|G11.1|")
 
     # On to the Add button, and Enter submits.
     button = add.get_by_role("button", name="Add")
@@ -103,4 +129,63 @@ def test_code_a_diagnosis_with_an_orphacode_and_its_icd10_equivalent_by_keyboard
     expect(row).to_contain_text("ORPHA")
     expect(row).to_contain_text("95")
     expect(row).to_contain_text("ICD-10:G11.1")
+    assert page.js_errors == []
+
+
+def test_pick_with_the_mouse_type_over_it_clear_it_and_submit_with_enter(with_sample_codes, hp_page):
+    base, page = with_sample_codes, hp_page
+    page.goto(base + "/patients")
+    page.get_by_role("link", name=re.compile("Jonas")).click()
+    page.wait_for_url(re.compile(r"/patients/P[A-Z2-9]{11}$"))
+    add = page.locator("#phenotype form").last
+    assert [b.get_attribute("value") for b in add.locator("[data-code-picker] input[type=checkbox]").all()] == ["HPO"]
+    box = add.get_by_role("combobox", name="Label")
+    system, code = add.locator('input[type=hidden][name="system"]'), add.locator('input[type=hidden][name="code"]')
+    box.click()
+    page.keyboard.type("seiz")
+    seizure = add.locator('[role=option][data-code="HP:0001250"]')
+    seizure.click(timeout=60_000)
+    expect(box).to_have_value("Seizure")
+    expect(box).to_be_focused()
+    assert (system.input_value(), code.input_value()) == ("HPO", "HP:0001250")
+
+    # Typing over a picked code makes the entry free text again; Escape closes the list.
+    page.keyboard.type(" in sleep")
+    expect(code).to_have_value("")
+    expect(add.locator("[data-cp-picked]")).to_be_hidden()
+    expect(box).to_have_attribute("aria-expanded", "true", timeout=30_000)
+    page.keyboard.press("Escape")
+    expect(box).to_have_attribute("aria-expanded", "false")
+
+    # Pick again by mouse, remove it with the chip's button, pick once more.
+    box.fill("")
+    page.keyboard.type("seizure")
+    seizure.click()
+    add.get_by_role("button", name="Remove the code HPO:HP:0001250").click()
+    expect(box).to_have_value("")
+    expect(box).to_be_focused()
+    assert code.input_value() == ""
+    page.keyboard.type("seizure")
+    seizure.click()
+    expect(code).to_have_value("HP:0001250")
+
+    # Unticking a system leaves it out of the search (diagnoses: ORPHA, ICD-10, ICD-10-CM, OMIM).
+    diagnosis = page.locator("#diagnoses form").last
+    diagnosis.get_by_role("checkbox", name="ICD-10-CM").uncheck()
+    diagnosis.get_by_role("combobox", name="Label").click()
+    page.keyboard.type("friedr")
+    diagnosis.locator('[role=option][data-code="95"]').wait_for()
+    assert diagnosis.locator('[role=option][data-system="ICD-10-CM"]').count() == 0
+    diagnosis.get_by_role("checkbox", name="ICD-10-CM").check()
+    diagnosis.get_by_role("combobox", name="Label").press("End")
+    page.keyboard.type("e")
+    diagnosis.locator('[role=option][data-system="ICD-10-CM"]').first.wait_for()
+
+    # With the list closed, Enter submits the form as in any text box.
+    box.click()
+    expect(box).to_have_attribute("aria-expanded", "false")
+    page.keyboard.press("Enter")
+    row = page.locator("#phenotype tbody tr", has_text="HP:0001250")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Seizure")
     assert page.js_errors == []
