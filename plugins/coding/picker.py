@@ -68,4 +68,7 @@ def render_picker(kind: str, prefix: str = "", value: dict | None = None) -> Mar
         system=system if code else "", code=code if system else "", label=label, codings=codings,
         vals=json.dumps(vals),
     )
+    from plugins.coding import search
+
+    search.warm()
     return Markup(html)

@@ -600,6 +600,8 @@ def _search(idx: _Index, query: str, systems: Sequence[str] | None, limit: int, 
     query = (query or "")[:MAX_QUERY].strip()
     if not query or limit <= 0:
         return []
+    if isinstance(systems, str):
+        systems = [systems]
     if systems:
         chosen = list(dict.fromkeys(idx.system_index[k] for k in systems if k in idx.system_index))
     else:
@@ -773,3 +775,27 @@ async def _read_rows() -> tuple[list, list, list]:
             break
         last = rows[-1]["id"]
     return systems, concepts, designations
+
+
+_warming: set = set()
+
+
+def warm() -> None:
+    """Start loading the index in the background, if it is not loaded (a page with a code picker
+    calls this, so the first search a user types does not wait for the index to be built)."""
+    if _index is not None or _warming:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no event loop (a template rendered outside the app): the first search loads it
+
+    async def load() -> None:
+        try:
+            await ensure_index()
+        except Exception:  # noqa: BLE001 - a failed warm-up is retried by the first search
+            pass
+
+    task = loop.create_task(load())
+    _warming.add(task)  # a reference, so the task is not collected before it ends
+    task.add_done_callback(_warming.discard)

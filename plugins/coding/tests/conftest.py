@@ -24,6 +24,16 @@ async def load_samples() -> dict:
     return {release.key: await write_release(release, imported_by="tests") for release in releases}
 
 
+@pytest.fixture(autouse=True)
+def fresh_search_index():
+    """``clean_db`` empties the tables behind the search index's back (an import through
+    ``write_release`` would tell it): every coding test starts with the index marked stale."""
+    from plugins.coding import search
+
+    search.invalidate()
+    yield
+
+
 @pytest.fixture
 async def sample_terminology(clean_db) -> dict:
     """The sample terminologies, loaded into the emptied test database.

@@ -72,7 +72,7 @@ async def test_an_exact_code_in_any_usual_spelling_comes_first(terms):
     for q in ("HP:0001250", "hp_0001250", "0001250"):
         assert codes(await search.search(q))[0] == ("HPO", "HP:0001250"), q
     for q in ("G11.1", "g111", "G111"):
-        hits = await search.search(q, ["ICD-10"])
+        hits = await search.search(q, "ICD-10")  # one system may be given as a string
         assert codes(hits) == [("ICD-10", "G11.1")] and hits[0].kind == "category", q
     # a system named by its prefix is the only one searched for the code
     assert all(h.system == "ORPHA" for h in await search.search("ORPHA:95") if h.match.startswith("code"))
@@ -256,6 +256,12 @@ async def test_search_sync_needs_a_loaded_index(terms, monkeypatch):
     monkeypatch.setattr(search, "_index", None)
     with pytest.raises(RuntimeError, match="ensure_index"):
         search.search_sync("ataxia")
+
+
+async def test_an_empty_store_finds_nothing(clean_db):
+    search.invalidate()  # the rows of earlier tests were deleted behind the index's back
+    assert await search.search("ataxia") == [] and await search.search("ORPHA:95") == []
+    assert search.index_stats()["concepts"] == 0
 
 
 async def test_index_is_built_from_the_tables_in_seconds(terms):
