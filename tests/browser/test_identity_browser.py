@@ -58,6 +58,6 @@ def test_request_access_approval_and_first_login(live_server, browser, mailbox):
     requester.wait_for_url(live_server + "/")
     assert requester.get_by_role("heading", name="Welcome, Dr Nina Petrova").is_visible()
     # exactly the HP's menu: no queue, no administration
-    assert menu_labels(requester) == ["Dashboard", "Patients", "Panels", "Example", "Networks", "Profile"]
+    assert menu_labels(requester) == ["Dashboard", "Patients", "Panels", "Terminologies", "Example", "Networks", "Profile"]
     requester.goto(live_server + "/access/queue")
     assert requester.get_by_role("heading", name="You may not do this").is_visible()

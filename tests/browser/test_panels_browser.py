@@ -288,9 +288,20 @@ def test_panel_from_creation_to_close(live_server, cast, mailbox, browser, patie
     # 6. The HP drafts the outcome, puts it up for review, signs it; the PDF report appears. --------
     outcome_form = hp.get_by_role("form", name="Draft the outcome")
     outcome_form.get_by_label("Findings").fill("Late-onset cerebellar ataxia; RFC1 and FGF14 repeat expansions not yet excluded.")
-    outcome_form.get_by_label("Label").fill("Spinocerebellar ataxia type 27B")
-    outcome_form.get_by_label("System").fill("ORPHA")
-    outcome_form.get_by_label("Code").fill("314647")
+    # The diagnosis through the coding plugin's picker: type, Down, Enter picks ORPHA 95.
+    box = outcome_form.get_by_role("combobox", name="Label")
+    box.fill("friedreich ataxia")
+    listbox = hp.locator("#" + box.get_attribute("aria-controls"))
+    # The first search after start-up may still be building the server's search index.
+    expect(listbox.locator('[role=option][data-system="ORPHA"][data-code="95"]')).to_be_visible(timeout=60_000)
+    box.press("ArrowDown")
+    for _ in range(10):  # ICD-10-CM's "Friedreich ataxia" may rank level with it
+        active = box.get_attribute("aria-activedescendant")
+        if active and hp.locator("#" + active).get_attribute("data-system") == "ORPHA":
+            break
+        box.press("ArrowDown")
+    box.press("Enter")
+    expect(outcome_form.locator("[data-cp-picked-text]")).to_have_text("ORPHA:95")
     outcome_form.get_by_label("Recommendations").fill("Test the RFC1 and FGF14 repeat expansions before an exome.")
     outcome_form.get_by_label("Treatment plan").fill("Physiotherapy twice weekly; review in six months.")
     outcome_form.get_by_role("button", name="Save the draft").click()
