@@ -9,21 +9,13 @@ from __future__ import annotations
 
 from html import escape
 
-from plugins.pedigree.layout import HALF, Layout, layout as make_layout
+from plugins.pedigree.layout import Layout, layout as make_layout
 from plugins.pedigree.model import Individual, Pedigree, assign_labels, roman
-
-SCALE = 36.0  # pixels per layout unit (a symbol is one unit wide)
-H = SCALE * HALF  # half a symbol, in pixels
-LEFT = 70.0  # room for the generation numerals and a proband arrow
-TOP = 30.0
-LABEL_ROOM = 70.0  # under the bottom row: labels
-FONT = 11
-LINE_H = 12
-PRIVACY = ("full", "minimal")
-# fill of each condition's segment: (kind, default colour); kinds beyond solid keep black-and-white prints readable
-PATTERNS = [("solid", "#000"), ("hatch", "#000"), ("solid", "#888"), ("cross", "#000"), ("dots", "#000"),
-            ("lines", "#000"), ("solid", "#1f5fa8"), ("hatch", "#b2361c")]
-ASSIGNED = {"male": "AMAB", "female": "AFAB", "unknown": "UAAB"}  # sex assigned at birth, under the symbol (NSGC 2022)
+from plugins.pedigree.symbols import (  # noqa: F401  (PATTERNS: imported from here by the views)
+    ARROW_TAIL, ARROW_TIP, ASSIGNED, BRACKET, CARRIER_DOT, FONT, H, LEFT, LEGEND_ROW, LINE_H, PATTERNS, PRIVACY,
+    SLASH, age_text, condition_rects, fills_of, first_line_y, frame, legend_statuses, marks, polygon, shape_of,
+    slashed, text_lines,
+)
 
 
 def _a(value) -> str:
@@ -34,38 +26,13 @@ def _n(v: float) -> str:
     return f"{v:.2f}".rstrip("0").rstrip(".")
 
 
-def shape_of(ind: Individual) -> str:
-    """square / circle / diamond (or triangle for a miscarriage or termination): gender when recorded, else sex."""
-    if ind.pregnancy in ("miscarriage", "termination"):
-        return "triangle"
-    gender = (ind.gender_identity or "").strip().lower()
-    if gender:
-        return {"man": "square", "male": "square", "woman": "circle", "female": "circle"}.get(gender, "diamond")
-    return {"male": "square", "female": "circle"}.get(ind.sex, "diamond")
-
-
 def _shape(shape: str, cls: str = "symbol", extra: str = "") -> str:
     if shape == "square":
         return f'<rect class="{cls} square" x="{_n(-H)}" y="{_n(-H)}" width="{_n(2 * H)}" height="{_n(2 * H)}"{extra}/>'
     if shape == "circle":
         return f'<circle class="{cls} circle" cx="0" cy="0" r="{_n(H)}"{extra}/>'
-    if shape == "diamond":
-        return f'<polygon class="{cls} diamond" points="0,{_n(-H)} {_n(H)},0 0,{_n(H)} {_n(-H)},0"{extra}/>'
-    t = H * 0.7  # a small triangle
-    return f'<polygon class="{cls} triangle" points="0,{_n(-t)} {_n(t)},{_n(t * 0.8)} {_n(-t)},{_n(t * 0.8)}"{extra}/>'
-
-
-def _segments(k: int) -> list[tuple[float, float, float, float]]:
-    """The rectangle (x, y, w, h) each of ``k`` conditions shades, before clipping to the symbol."""
-    s = 2 * H
-    if k <= 1:
-        return [(-H, -H, s, s)]
-    if k == 2:
-        return [(-H, -H, H, s), (0, -H, H, s)]
-    if k <= 4:  # quadrants clockwise from the upper left
-        return [(-H, -H, H, H), (0, -H, H, H), (0, 0, H, H), (-H, 0, H, H)][:k]
-    w = s / k
-    return [(-H + i * w, -H, w, s) for i in range(k)]
+    points = " ".join(f"{_n(x)},{_n(y)}" for x, y in polygon(shape))
+    return f'<polygon class="{cls} {shape}" points="{points}"{extra}/>'
 
 
 def _defs(prefix: str, fills: list[tuple[str, str]]) -> str:
@@ -93,23 +60,6 @@ def _fill(prefix: str, fills, i: int) -> str:
     return _a(colour) if kind == "solid" else f"url(#{prefix}-pat-{i})"
 
 
-def _age_text(ind: Individual) -> list[str]:
-    lines = []
-    if ind.pregnancy == "stillbirth":
-        lines.append("SB")
-    if ind.deceased:
-        lines.append(f"d. {ind.age} y" if ind.age is not None else "d.")
-    elif ind.age is not None:
-        lines.append(f"{ind.age} y")
-    if ind.birth_year is not None and ind.death_year is not None:
-        lines.append(f"{ind.birth_year}–{ind.death_year}")
-    elif ind.birth_year is not None:
-        lines.append(f"b. {ind.birth_year}")
-    elif ind.death_year is not None:
-        lines.append(f"d. {ind.death_year}")
-    return lines
-
-
 def render_svg(pedigree: Pedigree, lay: Layout | None = None, *, privacy: str = "full",
                labels: dict[str, str] | None = None, id_prefix: str = "ped", title: str = "Pedigree") -> str:
     if privacy not in PRIVACY:
@@ -119,24 +69,11 @@ def render_svg(pedigree: Pedigree, lay: Layout | None = None, *, privacy: str = 
     full = privacy == "full"
     prefix = "".join(ch for ch in id_prefix if ch.isalnum() or ch in "-_") or "ped"
     conditions = list(pedigree.conditions.values())
-    fills = []
-    for i, cond in enumerate(conditions):
-        kind, colour = PATTERNS[(cond.pattern if cond.pattern is not None else i) % len(PATTERNS)]
-        fills.append((kind, cond.colour or colour))
+    fills = fills_of(pedigree)
     cond_index = {c.id: i for i, c in enumerate(conditions)}
-    segs = _segments(len(conditions))
-
-    def px(x):
-        return LEFT + x * SCALE
-
-    def py(y):
-        return TOP + H + y * SCALE
-
-    used_status = {s for ind in pedigree.individuals.values() for s in ind.conditions.values()}
-    legend_rows = len(conditions) + ("carrier" in used_status) + ("presymptomatic" in used_status)
-    width = px(lay.width) + 90
-    body_bottom = py(lay.height) + LABEL_ROOM
-    height = body_bottom + legend_rows * 20 + 10
+    segs = condition_rects(len(conditions))
+    page = frame(pedigree, lay)
+    px, py, width, height = page.px, page.py, page.width, page.height
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="pedigree" role="img" aria-labelledby="{prefix}-title" '
            f'width="{_n(width)}" height="{_n(height)}" viewBox="0 0 {_n(width)} {_n(height)}" '
            f'font-family="sans-serif" font-size="{FONT}" data-privacy="{privacy}">',
@@ -156,7 +93,7 @@ def render_svg(pedigree: Pedigree, lay: Layout | None = None, *, privacy: str = 
     for pid, ind in pedigree.individuals.items():
         out.append(_individual(ind, labels.get(pid, ""), px(lay.x[pid]), py(lay.y[pid]), full, prefix,
                                fills, cond_index, segs, pedigree))
-    out.append(_legend(conditions, fills, prefix, used_status, body_bottom))
+    out.append(_legend(conditions, fills, prefix, legend_statuses(pedigree), page.body_bottom))
     out.append("</svg>")
     return "\n".join(out)
 
@@ -175,9 +112,7 @@ def _individual(ind: Individual, label: str, cx: float, cy: float, full: bool, p
         classes.append(f"adopted-{ind.adopted}")
     if ind.pregnancy:
         classes.append(ind.pregnancy)
-    affected = [c for c, s in ind.conditions.items() if s == "affected" and c in cond_index]
-    carriers = [c for c, s in ind.conditions.items() if s == "carrier" and c in cond_index]
-    presym = [c for c, s in ind.conditions.items() if s == "presymptomatic" and c in cond_index]
+    affected, carriers, presym = marks(ind, cond_index)
     attrs = (f'class="{" ".join(classes)}" data-id="{_a(ind.id)}" data-label="{_a(label)}" data-shape="{shape}" '
              f'transform="translate({_n(cx)},{_n(cy)})"')
     if affected:
@@ -193,25 +128,24 @@ def _individual(ind: Individual, label: str, cx: float, cy: float, full: bool, p
     out.append(_shape(shape, extra=' fill="none" stroke="#000" stroke-width="1.5"'))
     if carriers:  # a dot in the centre, white-ringed so it shows on shading (NSGC 2022: any inheritance)
         out.append(f'<circle class="carrier-dot" data-condition="{_a(" ".join(carriers))}" cx="0" cy="0" '
-                   f'r="{_n(H * 0.24)}" fill="#000" stroke="#fff" stroke-width="1"/>')
+                   f'r="{_n(CARRIER_DOT)}" fill="#000" stroke="#fff" stroke-width="1"/>')
     if presym:
         out.append(f'<line class="presymptomatic" data-condition="{_a(" ".join(presym))}" x1="0" y1="{_n(-H)}" '
                    f'x2="0" y2="{_n(H)}" stroke="#000" stroke-width="2"/>')
     if ind.pregnancy == "pregnancy":
         out.append(f'<text class="pregnancy-p" x="0" y="4" text-anchor="middle" font-weight="bold">P</text>')
-    if ind.deceased or ind.pregnancy in ("stillbirth", "termination"):
-        r = H * 1.35
+    if slashed(ind):
+        r = SLASH
         out.append(f'<line class="deceased-slash" x1="{_n(-r)}" y1="{_n(r)}" x2="{_n(r)}" y2="{_n(-r)}" '
                    f'stroke="#000" stroke-width="1.5"/>')
     if ind.adopted:
-        r, t = H * 1.3, H * 0.35
+        r, t = BRACKET
         for sign in (-1, 1):
             out.append(f'<path class="adoption-bracket" d="M{_n(sign * (r - t))},{_n(-r)} h{_n(sign * t)} '
                        f'v{_n(2 * r)} h{_n(-sign * t)}" fill="none" stroke="#000" stroke-width="1.5"/>')
     if ind.proband or ind.consultand:
         kind = "proband-arrow" if ind.proband else "consultand-arrow"
-        tip = H * 1.05
-        tail = H * 2.3
+        tip, tail = ARROW_TIP, ARROW_TAIL
         out.append(f'<line class="{kind}" x1="{_n(-tail)}" y1="{_n(tail)}" x2="{_n(-tip - 4)}" y2="{_n(tip + 4)}" '
                    f'stroke="#000" stroke-width="1.5"/>')
         out.append(f'<polygon class="{kind} arrowhead" points="{_n(-tip)},{_n(tip)} {_n(-tip - 8)},{_n(tip + 3)} '
@@ -220,20 +154,8 @@ def _individual(ind: Individual, label: str, cx: float, cy: float, full: bool, p
             out.append(f'<text class="proband-p" x="{_n(-tail - 9)}" y="{_n(tail + 4)}" font-weight="bold">P</text>')
     if ind.tested:
         out.append(f'<text class="tested-mark" x="{_n(H + 2)}" y="{_n(H + 2)}">*</text>')
-    lines = [("label", label)]
-    if ind.gender_identity:
-        lines.append(("assigned-sex", ASSIGNED[ind.sex] if ind.sex in ASSIGNED else "UAAB"))
-    if full:
-        lines += [("age", text) for text in _age_text(ind)]
-    elif ind.pregnancy == "stillbirth":
-        lines.append(("age", "SB"))
-    for g in ind.genotypes:
-        words = [g.gene, g.variant, g.zygosity, g.result] + ([g.date] if full and g.date else [])
-        lines.append(("genotype", " ".join(w for w in words if w)))
-    if full and ind.note:
-        lines.append(("note", ind.note))
-    y = H + (0.8 * SCALE if (ind.infertility or ind.no_children_by_choice) else 0) + LINE_H + 1
-    for cls, text in lines:
+    y = first_line_y(ind)
+    for cls, text in text_lines(ind, label, full):
         out.append(f'<text class="{cls}" x="0" y="{_n(y)}" text-anchor="middle">{_a(text)}</text>')
         y += LINE_H
     out.append("</g>")
@@ -266,25 +188,24 @@ def _describe(ind: Individual, label: str, shape: str, full: bool, pedigree: Ped
     if ind.tested:
         parts.append("evaluated")
     if full:
-        parts += _age_text(ind)
+        parts += age_text(ind)
     return " ".join(words) + (", " + ", ".join(parts) if parts else "")
 
 
-def _legend(conditions, fills, prefix: str, used_status: set, top: float) -> str:
+def _legend(conditions, fills, prefix: str, statuses: list[str], top: float) -> str:
     out = ['<g class="legend">']
     y = top
     for i, cond in enumerate(conditions):
         code = f" ({cond.system}:{cond.code})" if cond.system and cond.code else ""
-        x, yy, w, h = _segments(len(conditions))[i]
         out.append(f'<g class="legend-item" data-condition="{_a(cond.id)}" transform="translate({_n(LEFT)},{_n(y)})">'
                    f'<rect x="{_n(-H / 2)}" y="-7" width="14" height="14" fill="{_fill(prefix, fills, i)}" '
                    f'stroke="#000"/><text x="16" y="4">{_a(cond.label + code)}</text></g>')
-        y += 20
+        y += LEGEND_ROW
     for status, mark in (("carrier", '<circle cx="-2" cy="0" r="4" fill="#000"/>'),
                          ("presymptomatic", '<line x1="-2" y1="-7" x2="-2" y2="7" stroke="#000" stroke-width="2"/>')):
-        if status in used_status:
+        if status in statuses:
             out.append(f'<g class="legend-item" data-status="{status}" transform="translate({_n(LEFT)},{_n(y)})">'
                        f'{mark}<text x="16" y="4">{status}</text></g>')
-            y += 20
+            y += LEGEND_ROW
     out.append("</g>")
     return "".join(out)

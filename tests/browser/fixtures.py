@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CPMS_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = [
