@@ -1,7 +1,9 @@
 """A Phenopackets v2 ``Family`` (JSON, the schema's camelCase field names): the proband's and each
 relative's phenopacket (sex, vital status, diseases) and the PED-like ``pedigree`` block.
 
-Built as plain JSON: the ``phenopackets`` package is not a dependency of CPMS. Like PED, the
+Built as JSON and then checked against the schema with the ``phenopackets`` package (GA4GH's
+protobuf classes): a field the schema lacks or a wrong enum value fails here, not in the reader's
+tool. Like PED, the
 pedigree block has one affected status, for the condition chosen (default: the first of the legend),
 so it is lossy; conditions with a code become disease terms (``ORPHA:399``), uncoded ones are left out
 of ``diseases`` (a term needs an id) and listed in the returned warnings.
@@ -10,6 +12,9 @@ of ``diseases`` (a term needs an id) and listed in the returned warnings.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+
+from google.protobuf import json_format
+from phenopackets import Family
 
 from plugins.pedigree.model import Pedigree, validate
 
@@ -79,4 +84,12 @@ def export_family(ped: Pedigree, labels: dict[str, str], condition: str | None =
         p = index.get(proband)
         if p is not None and p.consanguineous:
             family["consanguinousParents"] = True  # sic: the schema's spelling
-    return family, warnings
+    return _checked(family), warnings
+
+
+def _checked(family: dict) -> dict:
+    """The family as the phenopackets schema reads and prints it (ParseError on a schema mismatch)."""
+    json_format.ParseDict(family, Family())
+    # Our JSON, not the package's print of it: that drops enum defaults (affectedStatus MISSING) that
+    # PED-minded readers expect, or with defaults on, fills every empty list of the schema.
+    return family

@@ -31,3 +31,27 @@ def test_uncoded_conditions_are_reported_and_consanguinity_is_kept():
     assert any("Cystic fibrosis" in w for w in warnings)
     assert "diseases" not in family["proband"]
     assert family.get("consanguinousParents") is True
+
+
+def test_the_export_is_read_by_the_phenopackets_package():
+    """The GA4GH classes read the JSON back: every field is in the schema, every enum value valid."""
+    from google.protobuf import json_format
+    from phenopackets import Family, Sex
+
+    ped = autosomal_dominant()
+    labels = assign_labels(layout(ped))
+    family, _ = export_family(ped, labels, created="2026-11-29T00:00:00Z")
+    message = json_format.ParseDict(family, Family())
+    assert message.proband.subject.id == labels["c1"] and message.proband.subject.sex in (Sex.MALE, Sex.FEMALE)
+    assert message.proband.diseases[0].term.id == "ORPHA:399"
+    assert len(message.pedigree.persons) == len(ped.individuals)
+
+
+def test_a_field_outside_the_schema_is_refused():
+    import pytest
+    from google.protobuf.json_format import ParseError
+
+    from plugins.pedigree.phenopackets import _checked
+
+    with pytest.raises(ParseError):
+        _checked({"id": "F", "notAField": 1})
