@@ -105,6 +105,7 @@ async def test_json_export_holds_the_whole_record(client):
     assert data["plugins"] == {
         "example_plugin": {"example": {"patient": pseudonym, "notes": []}}, "panels": {"panels": []},
         "pedigree": {"pedigree": None, "versions": []},  # no family tree drawn for this patient
+        "pathology_viewer": {"slides": []}, "dicom_viewer": {"studies": [], "uploads": []},  # no images
     }
 
 

@@ -223,6 +223,36 @@ def test_mentions_by_name_or_distinctive_part():
     ]
 
 
+def test_links_to_this_site_become_links_and_nothing_else():
+    from core.panels.discussion import link_spans, segments
+
+    site = "https://cpms.example.org"
+    view = "/pathology/slides/3/view?x=10&y=20&zoom=0.5"
+    assert link_spans(f"See {view}.", site) == [(4, 4 + len(view), view)]  # the full stop stays text
+    assert link_spans(f"(see {site}{view})", site) == [(5, 5 + len(site + view), view)]  # the site's own origin: the path
+    assert link_spans(f"{site}/panels/3", site) == [(0, len(site) + 9, "/panels/3")]
+    for other in ("https://evil.example.org/panels/3", "http://cpms.example.org/panels/3", "https://cpms.example.org.evil.io/panels/3",
+                  "//evil.example.org/panels/3", "/\\evil.example.org/x", "javascript:alert(1)//panels/3", "and/or",
+                  "5 mg /day", "x/panels/3", '"/panels/3"', "/Panels/3"):
+        assert link_spans(other, site) == [], other
+    people = {1: "Dr. Lena Weber"}
+    assert segments(f"@Weber look: {view}", people, site) == [
+        {"text": "@Weber", "mention": True}, {"text": " look: ", "mention": False},
+        {"text": view, "mention": False, "href": view},
+    ]
+
+
+async def test_a_posted_link_to_this_site_is_rendered_as_a_link(client):
+    c = await cast()
+    await as_user(client, "weber")
+    body = 'Compare /pathology/slides/7/view?x=1&y=2&zoom=1 and <a href="https://evil.example.org/x">this</a>'
+    r = await post_message(client, c["panel"], body, headers=HX)
+    assert r.status_code == 200
+    assert '<a href="/pathology/slides/7/view?x=1&amp;y=2&amp;zoom=1">/pathology/slides/7/view?x=1&amp;y=2&amp;zoom=1</a>' in r.text
+    assert "&lt;a href=&#34;https://evil.example.org/x&#34;&gt;this&lt;/a&gt;" in r.text  # escaped, never a link
+    assert 'href="https://evil' not in r.text
+
+
 # --- who may post, and when ------------------------------------------------------------------------
 
 

@@ -106,16 +106,59 @@ def mention_spans(body: str, people: dict[int, str]) -> list[tuple[int, int, set
     return spans
 
 
-def segments(body: str, people: dict[int, str]) -> list[dict]:
-    """The body cut into plain text and mentions, for the template (which escapes both)."""
+# --- links to this site ----------------------------------------------------------------------------
+
+# A path on this site ("/pathology/slides/3/view?x=…"), or an absolute URL whose origin is checked
+# against the site's own. It starts after a space, a line start or an opening bracket (so "and/or"
+# is no link), its first segment is lowercase letters ("//host" and "/\\host", other sites, never
+# match) and something follows it ("/panels/3", "/x?y"; not "5 mg /day").
+_LINK = re.compile(r"(?<![^\s(\[<])((?:https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?)?/[a-z][a-z0-9_\-]*[/?#][A-Za-z0-9\-._~%!$&'()*+,;=:@/?#]+)")
+_TRAILING = ".,;:!?'\")]"
+
+
+def link_spans(body: str, origin: str = "") -> list[tuple[int, int, str]]:
+    """Links to this site in ``body``: (start, end, href). Relative paths always (they can only
+    lead here); absolute URLs only when their scheme, host and port are ``origin`` (the site's
+    base URL), and then the link is the path alone. Trailing punctuation stays text."""
+    origin = origin.rstrip("/").lower()
+    out = []
+    for m in _LINK.finditer(body):
+        text = m.group(1)
+        while text and text[-1] in _TRAILING and not (text[-1] == ")" and text.count("(") >= text.count(")")):
+            text = text[:-1]
+        path = text
+        if not text.startswith("/"):
+            cut = text.find("/", text.index("//") + 2)
+            if not origin or text[:cut].lower() != origin:
+                continue
+            path = text[cut:]
+        if len(path) > 1:
+            out.append((m.start(1), m.start(1) + len(text), path))
+    return out
+
+
+def segments(body: str, people: dict[int, str], origin: str = "") -> list[dict]:
+    """The body cut into plain text, mentions and links to this site, for the template (which
+    escapes all; a link segment carries its ``href``, always a path starting with "/")."""
     out, last = [], 0
+
+    def plain(text: str) -> None:
+        at = 0
+        for start, end, href in link_spans(text, origin):
+            if start > at:
+                out.append({"text": text[at:start], "mention": False})
+            out.append({"text": text[start:end], "mention": False, "href": href})
+            at = end
+        if at < len(text):
+            out.append({"text": text[at:], "mention": False})
+
     for start, end, ids in mention_spans(body, people):
         if start > last:
-            out.append({"text": body[last:start], "mention": False})
+            plain(body[last:start])
         out.append({"text": body[start:end], "mention": True})
         last = end
     if last < len(body):
-        out.append({"text": body[last:], "mention": False})
+        plain(body[last:])
     return out
 
 
@@ -135,7 +178,12 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-async def _shape(rows: list[dict]) -> list[dict]:
+def origin_of(request: Request) -> str:
+    """The site's own origin (``CPMS_BASE_URL``): absolute links to it in messages become links."""
+    return request.app.state.settings.base_url
+
+
+async def _shape(rows: list[dict], origin: str = "") -> list[dict]:
     """Rows of ``Message`` (with author name and hospital) ready for ``_message.html``."""
     from core.identity.tables import User
     from core.panels.tables import Mention
@@ -153,7 +201,7 @@ async def _shape(rows: list[dict]) -> list[dict]:
         at = _utc(r["created_at"])
         out.append({
             "id": r["id"], "parent": r["parent"], "author": r["author"], "author_name": r["author_name"], "hcp_name": r["hcp_name"] or "",
-            "body": r["body"], "segments": segments(r["body"], people), "mentioned": sorted(people),
+            "body": r["body"], "segments": segments(r["body"], people, origin), "mentioned": sorted(people),
             "at": at, "at_text": at.strftime("%Y-%m-%d %H:%M UTC"), "replies": [],
         })
     return out
@@ -168,11 +216,11 @@ def _select():
     )
 
 
-async def thread(panel_id: int) -> list[dict]:
+async def thread(panel_id: int, origin: str = "") -> list[dict]:
     """The top-level messages, oldest first, each with its replies (oldest first)."""
     from core.panels.tables import Message
 
-    shaped = await _shape(await _select().where(Message.panel == panel_id).order_by(Message.id))
+    shaped = await _shape(await _select().where(Message.panel == panel_id).order_by(Message.id), origin)
     top = {m["id"]: m for m in shaped if m["parent"] is None}
     for m in shaped:
         if m["parent"] is not None and m["parent"] in top:
@@ -180,13 +228,13 @@ async def thread(panel_id: int) -> list[dict]:
     return list(top.values())
 
 
-async def one_message(panel_id: int, message_id: int) -> dict | None:
+async def one_message(panel_id: int, message_id: int, origin: str = "") -> dict | None:
     from core.panels.tables import Message
 
     rows = await _select().where((Message.id == message_id) & (Message.panel == panel_id))
     if not rows:
         return None
-    m = (await _shape(rows))[0]
+    m = (await _shape(rows, origin))[0]
     # The first message of the thread also removes the "no messages yet" note.
     m["first"] = not await Message.exists().where((Message.panel == panel_id) & (Message.id < message_id))
     return m
@@ -195,7 +243,7 @@ async def one_message(panel_id: int, message_id: int) -> dict | None:
 async def section(request: Request, ctx: PanelCtx) -> dict:
     people = await mentionable(ctx.id)
     return {
-        "discussion_messages": await thread(ctx.id),
+        "discussion_messages": await thread(ctx.id, origin_of(request)),
         "discussion_mentionable": sorted(({"id": k, "name": v} for k, v in people.items()), key=lambda p: p["name"].lower()),
         "discussion_may_post": may_post(ctx),
         "discussion_body_max": BODY_MAX,
@@ -261,7 +309,7 @@ async def post_message(request: Request, panel_id: FromPath[int]) -> Template | 
     await notices.live(request, panel_id, {"type": "message", "id": message.id})
     if not is_fragment_request(request):
         return Redirect(f"/panels/{panel_id}#msg-{message.id}", status_code=303)
-    m = await one_message(panel_id, message.id)
+    m = await one_message(panel_id, message.id, origin_of(request))
     return _form_fragment(request, panel_id, parent, new=m)
 
 
@@ -312,7 +360,7 @@ async def render_message(request: Request, panel_id: int, message_id: int) -> st
     panel, roles = await _viewer_roles(actor, panel_id)
     if not roles - {"invited"}:
         return None
-    m = await one_message(panel_id, message_id)
+    m = await one_message(panel_id, message_id, origin_of(request))
     if m is None or m["author"] == actor.user_id:
         return None
     token = ScopeState.from_scope(request.scope).csrf_token or ""

@@ -1,0 +1,219 @@
+"""Annotations on a slide: a JSON API used by the viewer, and the list beside it.
+
+Everyone who may see the slide (``access.load_slide``: the enrolling hospital, accepted panel
+members) sees every annotation on it; those holding ``pathology.annotate`` add their own. The
+author, or an editor of the enrolling hospital, changes or deletes one. Geometry is validated
+(``geometry.validate``: inside the slide, bounded number of points, text length) before anything
+is stored; bad input gets an RFC 9457 problem (4xx) and stores nothing. Measurements are computed
+here from the slide's microns per pixel and returned with each annotation.
+
+Audited: every change (created, changed, deleted) and reads through the JSON API. The list
+fragment the viewer reloads after a change is part of the viewer page, whose opening is audited.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from litestar import Request, Response, delete, get, post, put
+from litestar.exceptions import HTTPException
+from litestar.params import FromPath
+from litestar.response import Template
+
+from core.web import page
+from plugins.pathology_viewer import geometry as geo
+
+VIEW = "pathology.view"
+ANNOTATE = "pathology.annotate"
+BASE = "/pathology/slides/{slide_id:int}/annotations"
+#: An annotation is at most a few thousand points: a body beyond this is not one.
+MAX_BODY = 256 * 1024
+MAX_PER_SLIDE = 2000
+
+
+def problem(status: int, detail: str) -> Response:
+    from core.errors import TITLES
+
+    return Response({"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status, "detail": detail},
+                    status_code=status, media_type="application/problem+json")
+
+
+async def _ctx(request: Request, slide_id: int):
+    """The slide context, or a problem response (the API answers JSON even to a plain client)."""
+    from plugins.pathology_viewer.access import load_slide
+
+    try:
+        return await load_slide(request, slide_id), None
+    except HTTPException as exc:
+        return None, problem(exc.status_code, str(exc.detail))
+
+
+def shape(row: dict, slide: dict, *, actor=None, may_edit: bool = False, names: dict | None = None,
+          with_author: bool = True) -> dict:
+    """An annotation row as the API and the viewer see it (with its measurement)."""
+    geometry = row["geometry"] if isinstance(row["geometry"], dict) else json.loads(row["geometry"] or "{}")
+    m = geo.measure(row["kind"], geometry, slide.get("mpp_x"), slide.get("mpp_y"))
+    out = {
+        "id": row["id"], "kind": row["kind"], "geometry": geometry, "text": row["text"],
+        "measurement": m.as_dict() if m else None,
+        "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"]),
+    }
+    if with_author:
+        out["author"] = {"id": row["author"], "name": (names or {}).get(row["author"], "a former user")}
+        out["may_change"] = actor is not None and (row["author"] == actor.user_id or may_edit)
+    return out
+
+
+def _iso(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.isoformat(timespec="seconds")
+
+
+async def author_names(rows: list[dict]) -> dict[int, str]:
+    from core.identity.tables import User
+
+    ids = sorted({r["author"] for r in rows if r["author"] is not None})
+    if not ids:
+        return {}
+    return {u["id"]: u["name"] for u in await User.select(User.id, User.name).where(User.id.is_in(ids))}
+
+
+async def rows_of(slide_id: int) -> list[dict]:
+    from plugins.pathology_viewer.tables import Annotation
+
+    return await Annotation.select().where(Annotation.slide == slide_id).order_by(Annotation.id)
+
+
+async def listing(ctx, actor) -> list[dict]:
+    rows = await rows_of(ctx.id)
+    names = await author_names(rows)
+    return [shape(r, ctx.slide, actor=actor, may_edit=ctx.may_edit, names=names) for r in rows]
+
+
+async def _body(request: Request) -> tuple[dict | None, Response | None]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        return None, problem(413, f"An annotation is at most {MAX_BODY // 1024} KB of JSON.")
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return None, problem(400, "The body must be JSON.")
+    if not isinstance(data, dict):
+        return None, problem(422, "The body must be a JSON object with kind, geometry and text.")
+    return data, None
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+@get(BASE, opt={"permission": VIEW}, include_in_schema=False)
+async def list_annotations(request: Request, slide_id: FromPath[int]) -> Response:
+    from plugins.pathology_viewer.access import audit_read
+
+    ctx, err = await _ctx(request, slide_id)
+    if err:
+        return err
+    items = await listing(ctx, request.scope["user"])
+    await audit_read(request, ctx, "pathology.annotations_read", {"count": len(items)})
+    return Response({"slide": ctx.id, "annotations": items}, media_type="application/json")
+
+
+@get(BASE + "/list", opt={"permission": VIEW}, include_in_schema=False)
+async def list_fragment(request: Request, slide_id: FromPath[int]) -> Template:
+    """The list beside the viewer (``pathology/_annotations.html``), reloaded after each change."""
+    from plugins.pathology_viewer.access import load_slide
+
+    ctx = await load_slide(request, slide_id)
+    items = await listing(ctx, request.scope["user"])
+    return page(request, "pathology/_annotations.html", {"slide": ctx.slide, "annotations": items})
+
+
+@post(BASE, opt={"permission": ANNOTATE}, include_in_schema=False, status_code=201)
+async def create_annotation(request: Request, slide_id: FromPath[int]) -> Response:
+    from plugins.pathology_viewer.access import audit_read
+    from plugins.pathology_viewer.tables import Annotation
+
+    ctx, err = await _ctx(request, slide_id)
+    if err:
+        return err
+    data, err = await _body(request)
+    if err:
+        return err
+    try:
+        kind, geometry, text = geo.validate(data.get("kind"), data.get("geometry"), data.get("text"),
+                                            int(ctx.slide["width"]), int(ctx.slide["height"]))
+    except geo.GeometryError as exc:
+        return problem(422, str(exc))
+    if await Annotation.count().where(Annotation.slide == ctx.id) >= MAX_PER_SLIDE:
+        return problem(409, f"This slide already has {MAX_PER_SLIDE} annotations; delete some first.")
+    actor = request.scope["user"]
+    row = Annotation(slide=ctx.id, author=actor.user_id, kind=kind, geometry=json.dumps(geometry), text=text)
+    await row.save()
+    await audit_read(request, ctx, "pathology.annotation_created", {"annotation": row.id, "kind": kind})
+    saved = await Annotation.select().where(Annotation.id == row.id).first()
+    body = shape(saved, ctx.slide, actor=actor, may_edit=ctx.may_edit, names={actor.user_id: actor.name})
+    return Response(body, status_code=201, media_type="application/json",
+                    headers={"Location": f"/pathology/slides/{ctx.id}/annotations/{row.id}"})
+
+
+async def _own(request: Request, slide_id: int, annotation_id: int):
+    """(ctx, row) when the actor may change this annotation, else a problem response."""
+    from plugins.pathology_viewer.tables import Annotation
+
+    ctx, err = await _ctx(request, slide_id)
+    if err:
+        return None, None, err
+    row = await Annotation.select().where((Annotation.id == annotation_id) & (Annotation.slide == ctx.id)).first()
+    if row is None:
+        return None, None, problem(404, "No such annotation on this slide.")
+    actor = request.scope["user"]
+    if row["author"] != actor.user_id and not ctx.may_edit:
+        return None, None, problem(403, "Only its author, or an editor of the enrolling hospital, changes an annotation.")
+    return ctx, row, None
+
+
+@put(BASE + "/{annotation_id:int}", opt={"permission": ANNOTATE}, include_in_schema=False)
+async def change_annotation(request: Request, slide_id: FromPath[int], annotation_id: FromPath[int]) -> Response:
+    """Change the text and/or geometry (the kind stays)."""
+    from plugins.pathology_viewer.access import audit_read
+    from plugins.pathology_viewer.tables import Annotation
+
+    ctx, row, err = await _own(request, slide_id, annotation_id)
+    if err:
+        return err
+    data, err = await _body(request)
+    if err:
+        return err
+    old_geometry = row["geometry"] if isinstance(row["geometry"], dict) else json.loads(row["geometry"] or "{}")
+    try:
+        _, geometry, text = geo.validate(row["kind"], data.get("geometry", old_geometry), data.get("text", row["text"]),
+                                         int(ctx.slide["width"]), int(ctx.slide["height"]))
+    except geo.GeometryError as exc:
+        return problem(422, str(exc))
+    await Annotation.update({Annotation.geometry: json.dumps(geometry), Annotation.text: text,
+                             Annotation.updated_at: datetime.now(timezone.utc)}).where(Annotation.id == row["id"])
+    await audit_read(request, ctx, "pathology.annotation_changed", {"annotation": row["id"]})
+    saved = await Annotation.select().where(Annotation.id == row["id"]).first()
+    actor = request.scope["user"]
+    return Response(shape(saved, ctx.slide, actor=actor, may_edit=ctx.may_edit, names=await author_names([saved])),
+                    media_type="application/json")
+
+
+# status_code 200 here only because errors carry a body; a deletion answers 204 itself.
+@delete(BASE + "/{annotation_id:int}", opt={"permission": ANNOTATE}, include_in_schema=False, status_code=200)
+async def delete_annotation(request: Request, slide_id: FromPath[int], annotation_id: FromPath[int]) -> Response:
+    from plugins.pathology_viewer.access import audit_read
+    from plugins.pathology_viewer.tables import Annotation
+
+    ctx, row, err = await _own(request, slide_id, annotation_id)
+    if err:
+        return err
+    await Annotation.delete().where(Annotation.id == row["id"])
+    await audit_read(request, ctx, "pathology.annotation_deleted", {"annotation": row["id"], "kind": row["kind"]})
+    return Response(b"", status_code=204)
+
+
+ROUTES = [list_annotations, list_fragment, create_annotation, change_annotation, delete_annotation]
