@@ -44,6 +44,7 @@ ALIASES = {
     "apache 2.0": "Apache-2.0", "apache-2.0": "Apache-2.0", "apache license 2.0": "Apache-2.0",
     "apache software license": "Apache-2.0",
     "bsd": "BSD", "bsd license": "BSD", "bsd-2-clause": "BSD-2-Clause", "bsd-3-clause": "BSD-3-Clause",
+    "3-clause bsd license": "BSD-3-Clause",
     "isc": "ISC", "isc license (iscl)": "ISC",
     "mpl-2.0": "MPL-2.0", "mozilla public license 2.0 (mpl 2.0)": "MPL-2.0",
     "python software foundation license": "PSF-2.0", "psf-2.0": "PSF-2.0", "psfl": "PSF-2.0",
@@ -94,7 +95,8 @@ def licence_of(dist: md.Distribution) -> tuple[str, str]:
     if meta.get("License-Expression"):
         return meta["License-Expression"].strip(), "License-Expression"
     field = (meta.get("License") or "").strip()
-    if field and "\n" not in field and len(field) < 100:
+    # "LICENSE", "see LICENSE": the field names the file instead of the licence; read the file.
+    if field and "\n" not in field and len(field) < 100 and not re.fullmatch(r"(?i)(see )?licen[cs]e(\.\w+)?", field):
         return spdx(field) or field, "License"
     if field:  # the whole licence text pasted into the field
         found = from_text(field)

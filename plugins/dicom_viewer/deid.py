@@ -17,10 +17,15 @@ Beyond the table: private attributes, curve data (50xx,xxxx) and overlay data an
 name and ID become the CPMS pseudonym; UIDs are remapped with a keyed HMAC so two uploads of one
 study at one site map identically, and other sites (keys) differently.
 
-Dates follow the *Retain Longitudinal Temporal Information with Modified Dates* option by default:
-every DA and DT value that survives is shifted by a per-patient number of days (times of day are
-kept); the patient's birth date is blanked all the same. ``dates="remove"`` applies the Basic
-Profile's own date actions instead and removes every other date as well.
+Dates follow the *Retain Longitudinal Temporal Information with Modified Dates* option by default,
+narrowly: only the dates and times that place the images in time (:data:`LONGITUDINAL`: the
+study's, series', acquisition's and content's) keep a value; their dates and date-times are shifted
+by a per-patient number of days and their times of day are kept. Every other date, time or
+date-time the table lists keeps its Basic Profile action under the option too: the patient's birth
+date is emptied (Z), the birth time, instance creation, admission, calibration, menstrual ... dates
+and times are removed (X), dummies stay dummies (D). Dates the table does not list are shifted
+(times of day it does not list are kept). ``dates="remove"`` applies the Basic Profile's own date
+actions to the longitudinal ones as well and removes every unlisted date.
 
 ``deidentify`` changes the dataset in place and returns an :class:`InstanceReport` of what it did;
 :class:`StudyReport` aggregates the instances of a study.
@@ -441,7 +446,16 @@ DEID_CODES = {
 _SHORT = {"113100": "Basic", "113101": "Clean Pixel Data", "113107": "Modified Dates"}
 _PATIENT_NAME = 0x00100010
 _PATIENT_ID = 0x00100020
-_PATIENT_BIRTH_DATE = 0x00100030
+
+#: The dates, date-times and times kept under the Modified Dates option (dates shifted, times of day
+#: kept): those of the study, series, acquisition (with the per-frame acquisition date-times of
+#: enhanced multi-frame images) and content, which order a patient's images in time. Every other
+#: date or time of the table is treated by its Basic Profile action whatever the option.
+LONGITUDINAL = frozenset({
+    "StudyDate", "StudyTime", "SeriesDate", "SeriesTime", "AcquisitionDate", "AcquisitionTime",
+    "AcquisitionDateTime", "ContentDate", "ContentTime", "FrameAcquisitionDateTime", "FrameReferenceDateTime",
+    "StartAcquisitionDateTime", "EndAcquisitionDateTime",
+})
 _DUMMY_TEXT = "ANONYMIZED"
 _DUMMY_DATE = "19000101"
 _DUMMY_TIME = "000000"
@@ -603,8 +617,7 @@ class _Cleaner:
                 self._unlisted(ds, elem, vr, path)
                 continue
             action = rule.effective
-            date_like = vr in ("DA", "DT", "TM")
-            if date_like and self.dates == "shift" and int(tag) != _PATIENT_BIRTH_DATE:
+            if self.dates == "shift" and rule.keyword in LONGITUDINAL and vr in ("DA", "DT", "TM"):
                 self._keep_date(ds, elem, vr, path)
                 continue
             if action == "X":

@@ -35,4 +35,4 @@ async def load(ctx) -> None:
         got = await store.receive_bytes(settings, folder, items)
         await store.ingest(settings, patient, got, ctx.users.get("hp"))
     finally:
-        await to_thread.run_sync(store.discard, folder)
+        store.discard(folder)  # synchronous: it must run on cancellation too

@@ -6,14 +6,16 @@ STOW-RS post carries the CSRF header like any other change.
 
 - QIDO-RS: ``GET /studies``, ``/series``, ``/instances``, ``/studies/{study}/series``,
   ``/studies/{study}/series/{series}/instances``, ``/studies/{study}/instances`` (application/dicom+json).
-  Matching on StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, Modality/ModalitiesInStudy,
+  Matching on StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID (one UID, or a list: comma-separated
+  or the key repeated, each element checked), Modality/ModalitiesInStudy,
   StudyDate (a date or a range ``A-B``; the shifted dates), with ``limit`` and ``offset``; other
   attributes are ignored (PS3.18 allows it). ``includefield`` is accepted; the answer holds the
   attributes listed in ``_study``/``_series``/``_instance``.
 - WADO-RS: study, series and instance retrieval (multipart/related; type="application/dicom": the
   stored de-identified files), ``/metadata`` at each level (application/dicom+json, bulk data left out),
   ``/frames/{1,2,...}`` (multipart/related; type="application/octet-stream", native little-endian
-  pixels: frames are decoded on the server whatever the stored transfer syntax), and ``/rendered``
+  pixels: frames are decoded on the server whatever the stored transfer syntax, all of them before
+  the answer starts; a frame that cannot be decoded is a 406 problem naming it), and ``/rendered``
   for instances and frames (image/jpeg by default, image/png or image/webp by Accept; ``window=c,w``).
 - STOW-RS: ``POST /studies`` with multipart/related; type="application/dicom" goes through the same
   pipeline as an upload (streamed to disk, de-identified, stored, gated for burned-in text); the
@@ -54,6 +56,17 @@ class NotAcceptable(HTTPException):
     status_code = 406
 
 
+#: Decoded frames held in memory for one WADO-RS frames answer; past it they are decoded twice.
+FRAME_BUFFER = 256 * 1024**2
+
+
+def _problem(status: int, title: str, detail: str, **extra) -> Response:
+    """An RFC 9457 problem (application/problem+json)."""
+    return Response({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
+                    status_code=status, media_type="application/problem+json",
+                    headers={"Cache-Control": "private, no-store"})
+
+
 # --- access ---------------------------------------------------------------------------------------
 
 
@@ -85,6 +98,28 @@ def _uid(value: str | None) -> str | None:
     if not UID.match(value):
         raise HTTPException(status_code=400, detail="Not a UID.")
     return value
+
+
+MAX_UID_LIST = 1000
+
+
+def _uid_list(request: Request, *names: str) -> set[str] | None:
+    """A QIDO-RS UID matching key: one UID, or a list (UID list matching, PS3.18 8.3.4.1 and PS3.4
+    C.2.2.2.2) separated by commas (or backslashes, as in DICOM), the key possibly repeated; every
+    element must be a UID. None when the key is absent or empty."""
+    values: list[str] = []
+    for name in names:
+        for raw in request.query_params.getall(name, []):
+            values.extend(v.strip() for v in re.split(r"[,\\]", raw or ""))
+    values = [v for v in values if v]
+    if not values:
+        return None
+    if len(values) > MAX_UID_LIST:
+        raise HTTPException(status_code=400, detail=f"At most {MAX_UID_LIST} UIDs in a list.")
+    for v in values:
+        if not UID.match(v):
+            raise HTTPException(status_code=400, detail=f"Not a UID: {v[:64]!r}.")
+    return set(values)
 
 
 async def _rows(patient: dict, role: tuple, *, study: str | None = None, series: str | None = None,
@@ -187,18 +222,18 @@ def _page(request: Request, items: list) -> list:
 
 
 def _filter(request: Request, rows: list[dict]) -> list[dict]:
-    study = _uid(_param(request, "StudyInstanceUID", "0020000D"))
-    series = _uid(_param(request, "SeriesInstanceUID", "0020000E"))
-    sop = _uid(_param(request, "SOPInstanceUID", "00080018"))
+    study = _uid_list(request, "StudyInstanceUID", "0020000D")
+    series = _uid_list(request, "SeriesInstanceUID", "0020000E")
+    sop = _uid_list(request, "SOPInstanceUID", "00080018")
     modality = _param(request, "Modality", "00080060", "ModalitiesInStudy", "00080061")
     date = _param(request, "StudyDate", "00080020")
     out = []
     for r in rows:
-        if study and r["study_uid"] not in study.split(","):
+        if study and r["study_uid"] not in study:
             continue
-        if series and r["series_uid"] not in series.split(","):
+        if series and r["series_uid"] not in series:
             continue
-        if sop and r["sop_uid"] not in sop.split(","):
+        if sop and r["sop_uid"] not in sop:
             continue
         if modality and r["modality"] not in modality.split(",") and not (
                 request.query_params.get("ModalitiesInStudy") and set(modality.split(",")) & set(r["modalities"].split(","))):
@@ -407,12 +442,25 @@ async def retrieve_frames(request: Request, pseudonym: FromPath[str], study: Fro
             arr = arr.astype(arr.dtype.newbyteorder("<"))
         return arr.tobytes()
 
+    # Every frame is decoded before the answer starts: once the 200 and the first part are sent, a
+    # frame that cannot be decoded could only end the multipart body early, silently. Frames are held
+    # up to FRAME_BUFFER bytes; past it they are decoded again while streaming (known to decode).
+    decoded: list[bytes | None] = []
+    held = 0
+    for n in wanted:
+        try:
+            data = await to_thread.run_sync(decode, n, limiter=frames.limiter())
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is answered, never a cut body
+            reason = str(exc) if isinstance(exc, render.UnsupportedPixelData) else type(exc).__name__
+            return _problem(406, "A frame cannot be decoded", (
+                f"Frame {n} of this instance cannot be decoded to native pixels here ({reason}). Retrieve "
+                f"the instance itself (application/dicom), or its rendered frames, instead."), frame=n)
+        held += len(data)
+        decoded.append(data if held <= FRAME_BUFFER else None)
+
     async def parts():
-        for n in wanted:
-            try:
-                yield await to_thread.run_sync(decode, n, limiter=frames.limiter())
-            except render.UnsupportedPixelData:
-                return
+        for n, data in zip(wanted, decoded):
+            yield data if data is not None else await to_thread.run_sync(decode, n, limiter=frames.limiter())
 
     await _audit(request, patient, role, "dicom.frames", {"instance": r["id"], "frames": len(wanted)})
     boundary = secrets.token_hex(16)
@@ -540,7 +588,7 @@ async def store_instances(request: Request, pseudonym: FromPath[str]) -> Respons
             async for chunk in request.stream():
                 await to_thread.run_sync(sink.write, chunk)
         finally:
-            await to_thread.run_sync(sink.close)
+            sink.close()
         try:
             parts = await to_thread.run_sync(_split_parts, raw, boundary.encode("latin-1"), folder, limit)
         except store.IngestError as exc:
@@ -554,7 +602,9 @@ async def store_instances(request: Request, pseudonym: FromPath[str]) -> Respons
         except store.IngestError as exc:
             raise HTTPException(status_code=exc.status, detail=exc.message) from exc
     finally:
-        await to_thread.run_sync(store.discard, folder)
+        # Synchronous on purpose: an await here would be cancelled with the request, leaving the
+        # original files behind.
+        store.discard(folder)
     await _audit(request, patient, role, "dicom.upload", {"upload": outcome.upload_id, "stored": outcome.stored,
                                                           "counts": outcome.counts})
     if outcome.stored:

@@ -8,6 +8,11 @@ escape it (``..``, absolute, drive letters), symbolic links, or ZIP-bomb limits 
 total uncompressed size, compression ratio) — checked on the central directory before any member
 is read, and again on the bytes actually decompressed.
 
+Messages name no file: names may identify the patient, and the messages are kept. Archive members
+are referred to by position (``member 3``), a duplicate's original by its position among the
+results (``file 2``). (A library's exception text may still quote a name: ``store.scrub`` removes
+them before anything is kept.)
+
 When a DICOMDIR is present (in a folder or a ZIP), the files it references are the candidates, in
 its order; referenced files that are missing are reported; files it does not reference are ignored.
 """
@@ -78,28 +83,35 @@ def _unsafe_name(name: str) -> str | None:
     return None
 
 
+def member_label(position: int) -> str:
+    """How messages refer to an archive member: by its position in the archive's directory (from 1),
+    never by its name, which may itself identify the patient (and messages are kept)."""
+    return f"member {position}"
+
+
 def check_zip(zf: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
-    """The archive's file members, or UploadRefused naming the first unsafe one."""
+    """The archive's file members, or UploadRefused naming (by position) the first unsafe one."""
     infos = zf.infolist()
     if len(infos) > limits.max_members:
         raise UploadRefused(f"ZIP refused: {len(infos)} members, more than the limit of {limits.max_members}")
     total = 0
     members = []
-    for info in infos:
+    for position, info in enumerate(infos, 1):
+        member = member_label(position)
         problem = _unsafe_name(info.filename)
         if problem:
-            raise UploadRefused(f"ZIP refused: member {info.filename!r} {problem}")
+            raise UploadRefused(f"ZIP refused: {member} {problem}")
         mode = info.external_attr >> 16
         if info.create_system == 3 and stat.S_ISLNK(mode):
-            raise UploadRefused(f"ZIP refused: member {info.filename!r} is a symbolic link")
+            raise UploadRefused(f"ZIP refused: {member} is a symbolic link")
         if info.is_dir():
             continue
         if info.file_size > limits.max_member_bytes:
-            raise UploadRefused(f"ZIP refused: member {info.filename!r} would expand to {info.file_size} bytes, "
+            raise UploadRefused(f"ZIP refused: {member} would expand to {info.file_size} bytes, "
                                 f"more than the limit of {limits.max_member_bytes}")
         if (info.file_size > limits.ratio_floor_bytes
                 and info.file_size > limits.max_ratio * max(info.compress_size, 1)):
-            raise UploadRefused(f"ZIP refused: member {info.filename!r} has a compression ratio of "
+            raise UploadRefused(f"ZIP refused: {member} has a compression ratio of "
                                 f"{info.file_size / max(info.compress_size, 1):.0f}:1 (limit {limits.max_ratio:.0f}:1)")
         total += info.file_size
         if total > limits.max_total_bytes:
@@ -115,7 +127,7 @@ class _Budget:
         self.limits = limits
         self.total = 0
 
-    def copy(self, src: IO[bytes], name: str, compressed: int) -> IO[bytes]:
+    def copy(self, src: IO[bytes], member: str, compressed: int) -> IO[bytes]:
         out = tempfile.SpooledTemporaryFile(max_size=self.limits.spool_bytes)
         n = 0
         while True:
@@ -126,10 +138,10 @@ class _Budget:
             self.total += len(chunk)
             if n > self.limits.max_member_bytes or self.total > self.limits.max_total_bytes:
                 out.close()
-                raise UploadRefused(f"ZIP refused: member {name!r} expands beyond the size limits")
+                raise UploadRefused(f"ZIP refused: {member} expands beyond the size limits")
             if n > self.limits.ratio_floor_bytes and n > self.limits.max_ratio * max(compressed, 1):
                 out.close()
-                raise UploadRefused(f"ZIP refused: member {name!r} expands beyond the ratio limit")
+                raise UploadRefused(f"ZIP refused: {member} expands beyond the ratio limit")
             out.write(chunk)
         out.seek(0)
         return out
@@ -162,13 +174,14 @@ def zip_candidates(path: Path, limits: Limits) -> Iterator[Candidate | FileResul
     try:
         members = check_zip(zf, limits)
         budget = _Budget(limits)
+        positions = {id(info): n for n, info in enumerate(zf.infolist(), 1)}
 
         def opener(info: zipfile.ZipInfo):
             def _open():
                 if info.flag_bits & 0x1:
                     raise PermissionError("encrypted ZIP member")
                 with zf.open(info) as src:
-                    return budget.copy(src, info.filename, info.compress_size)
+                    return budget.copy(src, member_label(positions.get(id(info), 0)), info.compress_size)
             return _open
 
         dirs = [m for m in members if PurePosixPath(m.filename).name.upper() == "DICOMDIR"]
@@ -323,11 +336,12 @@ def ingest(path: Path, *, limits: Limits = Limits(), name: str | None = None,
     """Classify every file of an upload; call ``handle(result, dataset)`` for each new instance.
 
     A SOP Instance UID seen earlier in the batch or in ``known_uids`` (already stored) makes the
-    file a ``duplicate``. An exception raised by ``handle`` marks that file ``corrupt`` with its
-    message. Only :class:`UploadRefused` escapes, before any file is handled when the archive's
-    directory is unsafe.
+    file a ``duplicate``; one seen earlier in the batch says which by position ("file 3": the third
+    result) and holds that result in ``extra["same_as"]``. Messages never quote file or member names.
+    An exception raised by ``handle`` marks that file ``corrupt`` with its message. Only
+    :class:`UploadRefused` escapes, before any file is handled when the archive's directory is unsafe.
     """
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[int, FileResult]] = {}
     known = known_uids or set()
     results: list[FileResult] = []
     for c in candidates(Path(path), limits, name):
@@ -338,11 +352,14 @@ def ingest(path: Path, *, limits: Limits = Limits(), name: str | None = None,
         if ds is not None:
             uid = result.sop_instance_uid
             if uid in seen:
-                result.status, result.message = DUPLICATE, f"same SOP Instance UID as {seen[uid]}"
+                position, first = seen[uid]
+                result.status = DUPLICATE
+                result.message = f"same SOP Instance UID as file {position}"
+                result.extra["same_as"] = first
             elif uid in known:
                 result.status, result.message = DUPLICATE, "this instance was uploaded before"
             else:
-                seen[uid] = c.name
+                seen[uid] = (len(results) + 1, result)
                 if handle is not None:
                     try:
                         handle(result, ds)

@@ -72,12 +72,18 @@ class _Bytes:
                 self.used -= len(old)
 
     def forget(self, instance_id: int | None = None) -> None:
-        with self.lock:
-            if instance_id is None:
+        if instance_id is None:
+            with self.lock:
                 self.items.clear()
                 self.used = 0
-                return
-            for key in [k for k, (_, i) in self.items.items() if i == instance_id]:
+            return
+        self.forget_many({instance_id})
+
+    def forget_many(self, instance_ids, file_keys=()) -> None:
+        """Drop the entries of these instances, and any made from these stored files."""
+        ids, keys = set(instance_ids), set(file_keys)
+        with self.lock:
+            for key in [k for k, (_, i) in self.items.items() if i in ids or k[0] in keys]:
                 data, _ = self.items.pop(key)
                 self.used -= len(data)
 
@@ -96,6 +102,72 @@ def limiter() -> anyio.CapacityLimiter:
 def forget(instance_id: int | None = None) -> None:
     """Drop cached renderings (of one instance, or all): after masking, deletion, erasure."""
     _rendered.forget(instance_id)
+    with _verdicts_lock:
+        if instance_id is None:
+            _verdicts.clear()
+        else:
+            for key in [k for k, (_, i) in _verdicts.items() if i == instance_id]:
+                _verdicts.pop(key, None)
+
+
+def forget_instances(instance_ids, file_keys=()) -> None:
+    """Drop the cached renderings and thumbnails of these instances (and of these stored files)."""
+    ids, keys = set(instance_ids), set(file_keys)
+    _rendered.forget_many(ids, keys)
+    with _verdicts_lock:
+        for key in [k for k, (_, i) in _verdicts.items() if i in ids or k in keys]:
+            _verdicts.pop(key, None)
+
+
+# --- can the pixels be shown at all? -------------------------------------------------------------
+
+MAX_VERDICTS = 4096
+_verdicts: OrderedDict[str, tuple[str | None, int]] = OrderedDict()
+_verdicts_lock = threading.Lock()
+
+
+async def pixel_problem(instance: dict, settings=None) -> str | None:
+    """Why the instance's pixels cannot be shown here, or None when they can: the first frame renders
+    (as the review page shows it) and every other frame decodes. An image that cannot be shown cannot
+    be checked for burned-in text either. The verdict is remembered per stored file (which never
+    changes)."""
+    key = instance["file_key"]
+    with _verdicts_lock:
+        hit = _verdicts.get(key)
+    if hit is not None:
+        return hit[0]
+    problem = None
+    try:
+        await rendered_bytes(instance, 0, parse_options({"format": "png"}), settings)
+    except HTTPException as exc:
+        problem = str(exc.detail)
+    except Exception as exc:  # noqa: BLE001 - e.g. the stored file cannot be read
+        problem = f"The image cannot be read ({type(exc).__name__})."
+    if problem is None:
+        ds = await store.dataset(instance, settings)
+
+        def others() -> str | None:
+            count = render.number_of_frames(ds)
+            for frame in range(1, count):
+                try:
+                    render.decode_frame(ds, frame)
+                except Exception as exc:  # noqa: BLE001 - any failure means the frame cannot be seen
+                    reason = str(exc) if isinstance(exc, render.UnsupportedPixelData) else type(exc).__name__
+                    return f"Frame {frame + 1} of {count} cannot be decoded here: {reason}"
+            return None
+
+        problem = await to_thread.run_sync(others, limiter=limiter())
+    with _verdicts_lock:
+        _verdicts[key] = (problem, instance["id"])
+        while len(_verdicts) > MAX_VERDICTS:
+            _verdicts.popitem(last=False)
+    return problem
+
+
+def cached_instances() -> set[int]:
+    """The instances some cached rendering belongs to."""
+    with _rendered.lock:
+        return {i for _, i in _rendered.items.values()}
 
 
 def stats() -> dict:

@@ -27,6 +27,7 @@ pixel (column c, row r) covers the square [c, c+1) x [r, r+1), so its centre is 
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from pydicom.uid import ImplicitVRLittleEndian, UID
 
 PRESETS: dict[str, tuple[float, float]] = {  # name -> (center, width)
@@ -73,10 +75,13 @@ def number_of_frames(ds: Dataset) -> int:
         return 1
 
 
-def decode_frame(ds: Dataset, frame: int = 0) -> tuple[np.ndarray, str]:
+def decode_frame(ds: Dataset, frame: int = 0, *, view_only: bool = False) -> tuple[np.ndarray, str]:
     """The stored values of one frame (rows, cols[, samples]) and its photometric interpretation.
 
-    YBR colour is converted to RGB (the returned interpretation says so)."""
+    YBR colour is converted to RGB (the returned interpretation says so). ``view_only``: native pixel
+    data may come back as a read-only view on the dataset's buffer instead of a copy (pydicom's option,
+    asked only where pydicom can honour it: little endian, Bits Stored = Bits Allocated >= 8, no YBR
+    conversion), for callers that only read it."""
     from pydicom.pixels import get_decoder
 
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
@@ -91,8 +96,12 @@ def decode_frame(ds: Dataset, frame: int = 0) -> tuple[np.ndarray, str]:
         raise UnsupportedPixelData(f"no decoder for {ts.name}") from exc
     if not decoder.is_available:
         raise UnsupportedPixelData(f"no decoder installed for {ts.name}")
+    if view_only:  # only where pydicom can give a view (else it copies anyway, and logs a warning)
+        view_only = (not ts.is_encapsulated and ts.is_little_endian and int(ds.get("BitsAllocated") or 0) >= 8
+                     and ds.get("BitsStored") == ds.get("BitsAllocated")
+                     and str(ds.get("PhotometricInterpretation", "")).upper() not in ("YBR_FULL", "YBR_FULL_422"))
     try:
-        arr, meta = decoder.as_array(ds, index=frame, as_rgb=True)
+        arr, meta = decoder.as_array(ds, index=frame, as_rgb=True, view_only=view_only)
     except (RuntimeError, NotImplementedError) as exc:
         raise UnsupportedPixelData(f"cannot decode {ts.name}: {str(exc).strip().splitlines()[-1]}") from exc
     return arr, str(meta.get("photometric_interpretation", ds.get("PhotometricInterpretation", "MONOCHROME2")))
@@ -100,8 +109,15 @@ def decode_frame(ds: Dataset, frame: int = 0) -> tuple[np.ndarray, str]:
 
 # --- per-frame attributes (enhanced multi-frame functional groups first) ----------------------
 
+_FUNCTIONAL_GROUPS = ((Tag(0x5200, 0x9230), "PerFrameFunctionalGroupsSequence", True),
+                      (Tag(0x5200, 0x9229), "SharedFunctionalGroupsSequence", False))
+
+
 def _functional(ds: Dataset, frame: int, macro: str, keyword: str):
-    for groups, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+    for tag, groups, per_frame in _FUNCTIONAL_GROUPS:
+        if tag not in ds:  # a Tag lookup: several times cheaper than ds.get(keyword) for the usual absence
+            continue
+        index = frame if per_frame else 0
         seq = ds.get(groups)
         if seq and len(seq) > index:
             inner = seq[index].get(macro)
@@ -194,7 +210,7 @@ def render_frame(ds: Dataset, frame: int = 0, *, window: tuple[float, float] | N
                  preset: str | None = None, voi_function: VoiFunction | None = None,
                  invert: bool = False) -> Rendered:
     """Render one frame to 8 bits. ``invert`` flips the gray scale once more (viewer's invert)."""
-    arr, pi = decode_frame(ds, frame)
+    arr, pi = decode_frame(ds, frame, view_only=True)  # only read: no copy of native pixel data
     pi = pi.upper()
     if arr.ndim == 3 or pi in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR"):
         return Rendered(_colour(ds, arr, pi, invert), None, "colour")
@@ -217,27 +233,24 @@ def render_frame(ds: Dataset, frame: int = 0, *, window: tuple[float, float] | N
     if not arr.dtype.isnative:  # big endian transfer syntax
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2:
-        # one LUT over every possible stored value, indexed by the bit pattern
-        minmax = window is None and not use_voi_lut
-        signed = arr.dtype.kind == "i"
-        hi = arr.max()
-        lo = arr.min() if signed or minmax else arr.dtype.type(0)  # unsigned: only the minmax window needs it
-        pattern = np.dtype(f"u{arr.dtype.itemsize}")
-        if lo >= 0:  # a table up to the largest value present, indexed by the value itself
-            domain = np.arange(int(hi) + 1, dtype=pattern).view(arr.dtype)
-        else:  # every bit pattern: negative values index the upper half
-            domain = np.arange(1 << (8 * arr.dtype.itemsize), dtype=pattern).view(arr.dtype)
-        if minmax:
+        lo = hi = None
+        if window is None and not use_voi_lut:
+            lo, hi = arr.min(), arr.max()
             mod = _modality(ds, frame, np.array([lo, hi], dtype=arr.dtype))
             window, how = _minmax_window(float(mod.min()), float(mod.max())), "minmax"
             function = "LINEAR_EXACT" if voi_function is None else function
+        pattern = np.dtype(f"u{arr.dtype.itemsize}")
         linear = _linear_map(ds, frame, use_voi_lut, window, function, (pi == "MONOCHROME1") != invert)
-        if linear is not None:  # LINEAR / LINEAR_EXACT after a rescale: an affine map of the stored value
-            lut = _linear_lut(domain, *linear)
-            out = _affine_fast_path(arr, lut, int(lo), int(hi), linear[0])
-            if out is None:
-                out = _take(lut, arr.view(pattern))
-        else:
+        if linear is not None:  # LINEAR / LINEAR_EXACT after a rescale: one affine map of the stored value
+            lut, fit = _linear_table(arr.dtype.str, *linear)
+            out = _take(lut, arr.view(pattern)) if fit is None else _affine_u8(arr, *fit)
+        else:  # one LUT over every possible stored value, indexed by the bit pattern
+            if lo is None:
+                lo, hi = arr.min(), arr.max()
+            if lo >= 0:  # a table up to the largest value present, indexed by the value itself
+                domain = np.arange(int(hi) + 1, dtype=pattern).view(arr.dtype)
+            else:  # every bit pattern: negative values index the upper half
+                domain = np.arange(1 << (8 * arr.dtype.itemsize), dtype=pattern).view(arr.dtype)
             values = _modality(ds, frame, domain)
             unit = _voi_lut_sequence(ds, values) if use_voi_lut else window_to_unit(values, *window, function)
             lut = _to_u8(unit, pi == "MONOCHROME1", invert)
@@ -287,6 +300,8 @@ def _linear_map(ds: Dataset, frame: int, use_voi_lut: bool, window, function: st
         center, span = center - 0.5, max(max(width, 1.0) - 1.0, 1e-6)
     slope, intercept = rescale(ds, frame)  # x = slope * stored value + intercept
     scale, offset = 255.0 * slope / span, 255.0 * ((intercept - center) / span + 0.5)
+    if not (math.isfinite(scale) and math.isfinite(offset)):
+        return None
     return (-scale, 255.0 - offset) if flip else (scale, offset)
 
 
@@ -296,7 +311,7 @@ def _linear_lut(values: np.ndarray, scale: float, offset: float) -> np.ndarray:
 
     Exact halves round up: a margin of 1e-6 of a gray level, far above the float64 error, is added; so the
     table is exactly the clipped staircase ``floor(A * value + B)`` of one affine map, which
-    :func:`_affine_fast_path` relies on. (The float32 tables of the other functions round exact halves
+    :func:`_affine_fit` relies on. (The float32 tables of the other functions round exact halves
     either way.)"""
     y = values.astype(np.float64)
     y *= scale
@@ -306,67 +321,91 @@ def _linear_lut(values: np.ndarray, scale: float, offset: float) -> np.ndarray:
     return np.floor(y, out=y).astype(np.uint8)
 
 
-def _affine_fast_path(arr: np.ndarray, lut: np.ndarray, lo: int, hi: int, a: float) -> np.ndarray | None:
-    """``lut`` applied to ``arr`` (values ``lo..hi``) as arithmetic instead of a table lookup, or None.
+@functools.lru_cache(maxsize=64)
+def _linear_table(dtype: str, scale: float, offset: float) -> tuple[np.ndarray, tuple | None]:
+    """The 8-bit table of :func:`_linear_lut` over every value of the integer ``dtype`` (indexed by bit
+    pattern), and the arguments of :func:`_affine_u8` that give the same bytes without a lookup, or None
+    (see :func:`_affine_fit`). Cached by window: every slice of a series shown with one window (same
+    rescale) reuses it; 64 entries of at most 64 KiB."""
+    pattern = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    values = np.arange(1 << (8 * pattern.itemsize), dtype=pattern).view(dtype)
+    lut = _linear_lut(values, scale, offset)
+    lut.flags.writeable = False
+    return lut, _affine_fit(lut, np.dtype(dtype), scale)
+
+
+def _affine_fit(lut: np.ndarray, dtype: np.dtype, a: float) -> tuple | None:
+    """Arguments of :func:`_affine_u8` applying ``lut`` (indexed by the bit pattern of ``dtype``) as
+    arithmetic instead of a table lookup, or None.
 
     A table lookup costs about 0.6 ns a pixel (numpy converts every index to intp); for a table that is an
     affine staircase (a LINEAR window) the same bytes come from ``uint8(float32(x) * A + B)`` in about
     0.2 ns a pixel (a conversion, a multiply and an add in float32 and the truncating cast), or, when the
     window clips values at either end, ``uint8(float32(clip(x, l, h) - l) * A + B)`` (the clip and the
-    subtraction in the stored integer type, which keeps float32 precise). ``A`` is the window's slope in
-    gray levels per stored value; ``B`` is chosen in the middle of the interval that reproduces every
-    step of the table. Each candidate is then checked against the table for every value from ``lo`` to
-    ``hi``, with the very code applied to the pixels: the result is the table lookup's, byte for byte.
-    None (use the lookup) when no candidate passes."""
-    dtype = arr.dtype
-    if lo >= 0:
-        by_value, first = lut[:hi + 1], 0
-    else:  # the table is indexed by bit pattern: negative values are in the upper half
+    subtraction in the stored integer type keep float32 precise). ``A`` is the window's slope ``a`` in
+    gray levels per stored value, ``B`` the middle of the interval that reproduces every step of the table.
+
+    Each candidate is checked, with the very code applied to the pixels, at the first and the last value
+    of every run of equal gray levels in the table: the arithmetic is monotonic (float32 multiply and add
+    are correctly rounded, the clip and the cast monotonic), so it then equals the table on every value of
+    ``dtype``: the result is the table lookup's, byte for byte. None (use the lookup) when the table is
+    no staircase or no candidate passes."""
+    info = np.iinfo(dtype)
+    lo = int(info.min)
+    if lo < 0:  # the table is indexed by bit pattern: negative values are in the upper half
         half = lut.size // 2
-        by_value, first = np.concatenate((lut[half:], lut[:half])), -half
-    by_value = by_value[lo - first:hi - first + 1]  # values lo..hi
-    check = None
-    for fit in _fit_affine(by_value, lo, a):
-        if check is None:
-            check = np.arange(lo, hi + 1, dtype=dtype)
-        if np.array_equal(_affine_u8(check, *fit), by_value):
-            return _affine_u8(arr, *fit)
+        by_value = np.concatenate((lut[half:], lut[:half]))
+    else:
+        by_value = lut
+    edges = np.flatnonzero(by_value[1:] != by_value[:-1])  # the last index of every run but the last one
+    if edges.size > 255:
+        return None  # not monotonic
+    firsts = np.concatenate(([0], edges + 1))
+    lasts = np.append(edges, by_value.size - 1)
+    points = np.concatenate((firsts, lasts))
+    values = (points + lo).astype(dtype)
+    expected = by_value[points]
+    for fit in _fit_affine(by_value[firsts], firsts, lasts, lo, a):
+        if np.array_equal(_affine_u8(values, *fit), expected):
+            return fit
     return None
 
 
-def _fit_affine(table: np.ndarray, lo: int, a: float):
-    """Candidate (A, B, bounds, clip) for :func:`_affine_u8` reproducing ``table`` (the 8-bit values of the
-    stored values ``lo``, ``lo + 1``...) from the slope ``a`` (gray levels per stored value): first without
-    bounds when the line stays within -1..256 over the table (the cast truncates -0.99..255.99 to
-    0..255); then with the stored values clipped to the table's steps (it is constant outside them),
-    the float clipped to 0..255 too when needed. B is the middle of the interval every step allows;
-    nothing when that interval is too narrow for float32."""
-    n = table.size
-    differs = table != table[0]
-    if not differs.any():  # one gray level
-        yield np.float32(0.0), np.float32(float(table[0]) + 0.5), None, False
+def _fit_affine(runs: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, lo: int, a: float):
+    """Candidate (A, B, bounds, clip) for :func:`_affine_u8` giving gray level ``runs[i]`` to the stored values
+    ``lo + firsts[i]`` .. ``lo + lasts[i]``, from the slope ``a`` (gray levels per stored value): first
+    without bounds, when the line stays within -1..256 over all the values (the cast truncates -0.99..255.99
+    to 0..255); then with the stored values clipped to the ends of the first and last runs, the float
+    clipped to 0..255 too when needed. B is the middle of the interval every run allows (a run at 0 or
+    255 may stand for clipped values: one bound only); none when that interval is too narrow for float32
+    (its errors here are below 5e-5 of a gray level)."""
+    if runs.size == 1:  # one gray level
+        yield np.float32(0.0), np.float32(float(runs[0]) + 0.5), None, False
         return
-    start = int(np.argmax(differs)) - 1
-    stop = n - int(np.argmax(table[::-1] != table[-1]))
-    margin = np.arange(stop - start + 1, dtype=np.float64)
-    margin *= -a
-    margin += table[start:stop + 1]  # table value - A t: B must be in [margin, margin + 1)
-    first, last = float(margin[0]), float(margin[-1])
-    inner = margin[1:-1]
-    low = max(float(inner.max()) if inner.size else -np.inf,
-              -np.inf if table[start] == 0 else first, -np.inf if table[stop] == 0 else last)
-    high = min(float(inner.min()) + 1.0 if inner.size else np.inf,  # an end at 0 or 255 may stand
-               np.inf if table[start] == 255 else first + 1.0,  # for clipped values: one bound only
-               np.inf if table[stop] == 255 else last + 1.0)
-    if not (math.isfinite(low) and math.isfinite(high) and high - low > 1e-4):  # float32 errors: < 5e-5
-        return
-    b = (low + high) / 2.0  # at the value lo + start
-    line = (b - a * start, b + a * (n - 1 - start))  # at lo and hi
-    if -0.99 < min(line) and max(line) < 255.99:
-        yield np.float32(a), np.float32(b - a * (lo + start)), None, False
-    ends = (b, b + a * (stop - start))
-    clip = not (-0.99 < min(ends) and max(ends) < 255.99)
-    yield np.float32(a), np.float32(b), (lo + start, lo + stop), clip
+    level = runs.astype(np.float64)
+    start, stop, end = int(lasts[0]), int(firsts[-1]), int(lasts[-1])
+    for plain in (True, False):
+        first, last = firsts.astype(np.float64), lasts.astype(np.float64)
+        if not plain:
+            first[0], last[-1] = start, stop
+        first = (first - start) * a  # A t at both ends of every run, t = index - start
+        last = (last - start) * a
+        lower = level - np.minimum(first, last)  # B >= gray level - A t ...
+        upper = level + 1.0 - np.maximum(first, last)  # ... and < gray level + 1 - A t
+        lower[runs == 0] = -np.inf
+        upper[runs == 255] = np.inf
+        low, high = float(lower.max()), float(upper.min())
+        if not (math.isfinite(low) and math.isfinite(high) and high - low > 1e-4):
+            continue
+        b = (low + high) / 2.0  # at the value lo + start
+        if plain:
+            line = (b - a * start, b + a * (end - start))  # at lo and hi
+            if -0.99 < min(line) and max(line) < 255.99:
+                yield np.float32(a), np.float32(b - a * (lo + start)), None, False
+        else:
+            ends = (b, b + a * (stop - start))
+            clip = not (-0.99 < min(ends) and max(ends) < 255.99)
+            yield np.float32(a), np.float32(b), (lo + start, lo + stop), clip
 
 
 def _affine_u8(arr: np.ndarray, scale: np.float32, offset: np.float32, bounds: tuple[int, int] | None,
@@ -429,6 +468,8 @@ def _colour(ds: Dataset, arr: np.ndarray, pi: str, invert: bool) -> np.ndarray:
         rgb = (rgb >> shift).astype(np.uint8) if rgb.dtype.kind in "ui" else np.clip(rgb, 0, 255).astype(np.uint8)
     if invert:
         rgb = 255 - rgb
+    if not rgb.flags.writeable:  # a view on the dataset's buffer (decode_frame's view_only)
+        return np.array(rgb, order="C")
     return np.ascontiguousarray(rgb)
 
 

@@ -14,13 +14,23 @@ Ingestion (``ingest_paths``), for one upload:
 3. The de-identified files go to the encrypted core store; then every row (studies, series,
    instances, the upload's per-file results, the studies' reports) is written in one database
    transaction. A failure removes the stored files no row uses: nothing half-stored remains.
+   The stored per-file results keep positions, outcomes and messages, never a name from the upload
+   (file names, archive members, paths: messages refer to files by position and are ``scrub``-bed).
+4. The upload's folder (the original, identifying files) is removed synchronously in a ``finally``
+   by the caller (``discard``), so a failed or cancelled request leaves nothing; folders left by a
+   killed process are swept at the start of every upload once untouched for an hour
+   (``sweep_incoming``).
 
 Keys: the UID key and the day offset come from one keyring key, remembered per study in its report
 (``kid``, an id, not the key). A patient's later uploads use the key of their first study while the
 keyring still holds it, so UIDs and dates stay consistent after ``cpms keys rotate``.
 
 ``dataset(instance)`` is async (the file is decrypted from the store) and cached in memory (LRU,
-bounded in bytes); ``dataset_sync`` is the same for worker threads.
+bounded in bytes); ``dataset_sync`` is the same for worker threads. Deleting a study and erasing a
+patient drop their instances from every in-memory cache (``forget_instances``).
+
+An instance whose pixels cannot be shown here (``frames.pixel_problem``) cannot be reviewed, so it is
+never released to panels (``Unviewable``).
 """
 
 from __future__ import annotations
@@ -163,11 +173,22 @@ class Received:
     size: int = 0
 
 
+#: An upload folder untouched for this long belongs to no live upload (one in progress writes
+#: continually): it was left by a killed process and is swept (see ``sweep_incoming``).
+STALE_AFTER = 3600.0
+
+
+def incoming_root(settings) -> Path:
+    return Path(settings.data_dir) / "dicom-incoming"
+
+
 def new_folder(settings) -> Path:
     """A private (0700) folder for one upload, under the data folder (not the system's /tmp: an upload
-    may be GB and holds identifying data until it is de-identified)."""
-    root = Path(settings.data_dir) / "dicom-incoming"
+    may be GB and holds identifying data until it is de-identified). Folders that a killed process
+    left behind (untouched for an hour) are swept first. Runs in a worker thread."""
+    root = incoming_root(settings)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sweep_incoming(settings)
     folder = root / f"{INCOMING}{secrets.token_hex(8)}"
     folder.mkdir(mode=0o700)
     (folder / "in").mkdir(mode=0o700)
@@ -175,7 +196,49 @@ def new_folder(settings) -> Path:
     return folder
 
 
+def _newest_mtime(folder: Path) -> float:
+    """The latest modification time of the folder and anything in it (a long upload writes deep inside,
+    so the folder's own time says little)."""
+    newest = folder.stat().st_mtime
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in (*dirnames, *filenames):
+            try:
+                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
+def sweep_incoming(settings, older_than: float = STALE_AFTER) -> int:
+    """Remove upload folders (holding original, identifying files) that an interrupted process left in
+    ``<data dir>/dicom-incoming/``: those in which nothing changed for ``older_than`` seconds. Returns
+    how many were removed. Called at the start of every upload; blocking (call it in a worker thread)."""
+    import time
+
+    root = incoming_root(settings)
+    if not root.is_dir():
+        return 0
+    limit = time.time() - older_than
+    removed = 0
+    for child in root.iterdir():
+        try:
+            if child.is_symlink() or not child.is_dir():
+                if child.lstat().st_mtime < limit:
+                    child.unlink()
+                    removed += 1
+                continue
+            if child.stat().st_mtime < limit and _newest_mtime(child) < limit:
+                shutil.rmtree(child, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue  # finished and removed meanwhile
+    return removed
+
+
 def discard(folder: Path) -> None:
+    """Remove an upload's folder. Call it synchronously in a ``finally``: when the request is
+    cancelled (the client went away, the server stops) an ``await`` there would be cancelled too and
+    leave the original files behind."""
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -279,7 +342,7 @@ async def receive(request, settings, folder: Path) -> Received:
         raise IngestError("The upload was cut short or is not a valid form upload.", 400) from exc
     finally:
         if sink is not None:
-            await to_thread.run_sync(sink.close)
+            sink.close()  # synchronous: it must run on cancellation too
     got.size = budget[0]
     _check_nonempty(got)
     return got
@@ -310,7 +373,7 @@ async def _from_parsed_form(request, cfg: Config, got: Received, budget: list[in
             while chunk := await upload.read(WRITE_BLOCK):
                 await to_thread.run_sync(sink.write, chunk)
         finally:
-            await to_thread.run_sync(sink.close)
+            sink.close()  # synchronous: it must run on cancellation too
             await upload.close()
         got.parts.append((path, (upload.filename or "")[-200:]))
     got.size = budget[0]
@@ -397,12 +460,16 @@ def _prepare_all(received: Received, out_dir: Path, *, pseudonym: str, key: byte
     Returns the per-file results (with display names) and the prepared instances."""
     prepared: list[Prepared] = []
     results: list[files.FileResult] = []
-    seen: set[str] = set()
+    seen: dict[str, files.FileResult] = {}
 
     def handle(result: files.FileResult, ds: Dataset) -> None:
         new_uid = deid.remap_uid(result.sop_instance_uid, key)
-        if new_uid in known or new_uid in seen:
+        if new_uid in known:
             result.status, result.message = files.DUPLICATE, "this instance was uploaded before"
+            return
+        if new_uid in seen:  # in another archive of this upload: which one is said by position below
+            result.status, result.message = files.DUPLICATE, "same SOP Instance UID as an earlier file"
+            result.extra["same_as"] = seen[new_uid]
             return
         review = deid.needs_pixel_review(ds)  # on the original header: the gate must not depend on de-id
         report = deid.deidentify(ds, pseudonym=pseudonym, site_key=key, day_offset=offset, dates=dates)
@@ -413,7 +480,8 @@ def _prepare_all(received: Received, out_dir: Path, *, pseudonym: str, key: byte
             result, target, info, report, review, str(ds.get("SOPClassUID", "")),
             str(ds.file_meta.get("TransferSyntaxUID", "")), _spacing(ds),
             str(ds.get("StudyDescription", "") or "")[:200], str(ds.get("SeriesDescription", "") or "")[:200]))
-        seen.add(new_uid)
+        seen[new_uid] = result
+        result.extra["new_uid"] = new_uid
         result.sop_instance_uid = info.sop_instance_uid
         result.study_instance_uid = info.study_instance_uid
         result.series_instance_uid = info.series_instance_uid
@@ -429,20 +497,66 @@ def _prepare_all(received: Received, out_dir: Path, *, pseudonym: str, key: byte
         target = zips / f"{i:05d}.zip"
         os.replace(path, target)
         moved.append((target, name))
+    names: set[str] = {n for _, n in received.parts}
     for path, name in moved:
+        start = len(prepared)
         try:
             results.extend(files.ingest(path, name=name or path.name, handle=handle))
         except files.UploadRefused as exc:
+            # Refused while reading (a member expanding beyond the limits): nothing of it is stored.
+            for item in prepared[start:]:
+                seen.pop(item.result.extra.get("new_uid", ""), None)
+                item.path.unlink(missing_ok=True)
+            del prepared[start:]
             results.append(files.FileResult(name or "archive", REFUSED, str(exc)))
     if len(loose) == 1:
         results.extend(files.ingest(loose[0][0], name=loose[0][1] or "file", handle=handle))
     elif loose:
         root = received.folder / "in"
-        names = {str(p.relative_to(root)): n for p, n in loose}
+        by_path = {str(p.relative_to(root)): n for p, n in loose}
         for r in files.ingest(root, handle=handle):
-            r.name = names.get(r.name) or r.name
+            names.add(r.name)
+            r.name = by_path.get(r.name) or r.name
             results.append(r)
+    # Messages refer to other files by position in this list; and quote no name from the upload
+    # (the browser's file names, archive members, paths on disk may name the patient).
+    names.update(r.name for r in results)
+    position = {id(r): n for n, r in enumerate(results, 1)}
+    for r in results:
+        r.message = scrub(r.message, names, received.folder)
+        first = r.extra.pop("same_as", None)
+        if first is not None and id(first) in position:
+            r.message = f"same SOP Instance UID as file {position[id(first)]}"
     return [_result_dict(r) for r in results], prepared
+
+
+def _name_parts(names) -> list[str]:
+    """Every name, each of its path components and their stems, longest first (short ones, under 3
+    characters, are left: they identify no one and would garble the messages)."""
+    parts: set[str] = set()
+    for name in names:
+        name = str(name or "")
+        parts.add(name)
+        for piece in re.split(r"[/\\]+", name):
+            parts.add(piece)
+            parts.add(piece.rsplit(".", 1)[0])
+    return sorted((p for p in parts if len(p.strip()) >= 3 and not _GENERATED.fullmatch(p)), key=len, reverse=True)
+
+
+#: Names CPMS gives (a part without a usable name, STOW-RS parts): they name no one.
+_GENERATED = re.compile(r"(file|archive|part|part[- ]\d{1,6}(\.dcm)?)", re.IGNORECASE)
+
+
+def scrub(message: str, names, folder: Path | None = None) -> str:
+    """``message`` without any of ``names`` (file names of the upload, whole or in parts) nor the
+    upload folder's path: an exception's text may quote them."""
+    message = message or ""
+    if folder is not None:
+        message = message.replace(str(folder), "")
+    for part in _name_parts(names):
+        if part in message:
+            message = message.replace(part, "[name]")
+    return message
 
 
 def _is_zip(path: Path) -> bool:
@@ -677,15 +791,45 @@ def forget_dataset(file_key: str | None = None) -> None:
         _datasets.drop(file_key)
 
 
+def cached_datasets() -> set[str]:
+    """The file keys of the decrypted datasets held in memory."""
+    with _datasets.lock:
+        return set(_datasets.items)
+
+
+def forget_instances(rows) -> None:
+    """Drop every in-memory trace of these instances (rows with ``id`` and ``file_key``): their
+    decrypted datasets, rendered frames and thumbnails, and the remembered access decisions (which
+    hold the rows). After a study's deletion and a patient's erasure."""
+    from plugins.dicom_viewer import frames
+
+    rows = list(rows)
+    keys = {r["file_key"] for r in rows}
+    for key in keys:
+        forget_dataset(key)
+    frames.forget_instances({r["id"] for r in rows}, keys)
+    access.forget()
+
+
 # --- review, masking, deletion, erasure -----------------------------------------------------------
+
+
+class Unviewable(Exception):
+    """The instance's pixels cannot be shown here, so no one could check them: it is not released."""
 
 
 async def review(settings, instance: dict, rects: list[tuple[int, int, int, int]], reviewer: int | None) -> dict:
     """Mark an instance reviewed (visible to panels); with rectangles, blank them first (Clean Pixel
-    Data) and store the cleaned file in place of the old one. Returns the updated row."""
+    Data) and store the cleaned file in place of the old one. Returns the updated row.
+    :class:`Unviewable` (nothing changed) when its pixels cannot be shown: what cannot be seen was not
+    reviewed."""
     from core.storage import Storage
+    from plugins.dicom_viewer import frames
     from plugins.dicom_viewer.tables import Instance
 
+    problem = await frames.pixel_problem(instance, settings)
+    if problem is not None:
+        raise Unviewable(problem)
     storage = Storage(settings)
     new_key = None
     updates: dict = {Instance.needs_review: False, Instance.reviewed_by: reviewer,
@@ -718,8 +862,6 @@ async def review(settings, instance: dict, rects: list[tuple[int, int, int, int]
     if new_key is not None and new_key != instance["file_key"]:
         await remove_files([settings], {instance["file_key"]})
     access.forget()
-    from plugins.dicom_viewer import frames
-
     frames.forget(instance["id"])
     return await Instance.select().where(Instance.id == instance["id"]).first()
 
@@ -750,10 +892,11 @@ async def delete_study(settings, study: dict) -> None:
     """A study with its series, instances and annotations (cascade), then its files."""
     from plugins.dicom_viewer.tables import Instance, Study
 
-    rows = await Instance.select(Instance.file_key).where(Instance.series.study == study["id"])
+    rows = await Instance.select(Instance.id, Instance.file_key).where(Instance.series.study == study["id"])
     await Study.delete().where(Study.id == study["id"])
-    access.forget()
+    forget_instances(rows)
     await remove_files([settings, *[s for s in known_settings() if s is not settings]], {r["file_key"] for r in rows})
+    forget_instances(rows)  # again: a request that read a file meanwhile may have cached it
 
 
 async def erase(pseudonym: str) -> int:
@@ -764,11 +907,12 @@ async def erase(pseudonym: str) -> int:
     patient = await Patient.select(Patient.id).where(Patient.pseudonym == pseudonym).first()
     if patient is None:
         return 0
-    rows = await Instance.select(Instance.file_key).where(Instance.series.study.patient == patient["id"])
+    rows = await Instance.select(Instance.id, Instance.file_key).where(Instance.series.study.patient == patient["id"])
     await Study.delete().where(Study.patient == patient["id"])
     await Upload.delete().where(Upload.patient == patient["id"])
-    access.forget()
+    forget_instances(rows)
     await remove_files(known_settings(), {r["file_key"] for r in rows})
+    forget_instances(rows)  # again: a request that read a file meanwhile may have cached it
     return len(rows)
 
 

@@ -184,7 +184,9 @@ async def ingest_request(request: Request, patient: dict) -> store.Outcome:
         got = await store.receive(request, settings, folder)
         outcome = await store.ingest(settings, patient, got, request.scope["user"].user_id)
     finally:
-        await to_thread.run_sync(store.discard, folder)
+        # Synchronous on purpose: when the request is cancelled (the client went away, the server
+        # stops) an await here would be cancelled too, leaving the original files behind.
+        store.discard(folder)
     await _audit_patient(request, "dicom.upload", patient, {"upload": outcome.upload_id, "stored": outcome.stored,
                                                             "counts": outcome.counts})
     if outcome.stored:
@@ -269,29 +271,45 @@ async def _review_ctx(request: Request, instance_id: int):
     return ctx
 
 
-def _review_page(request: Request, ctx, *, errors: list[str] | None = None, rects: str = "", status: int = 200):
+def _review_page(request: Request, ctx, *, errors: list[str] | None = None, rects: str = "", status: int = 200,
+                 problem: str | None = None):
     return page(request, "dicom/review.html", {
         "patient": ctx.patient, "instance": ctx.instance, "series": ctx.series, "study": ctx.study,
         "errors": errors or [], "rects": rects, "masked": store._json(ctx.instance["masked"], []),
-        "base": f"/dicom/patients/{ctx.patient['pseudonym']}",
+        "base": f"/dicom/patients/{ctx.patient['pseudonym']}", "problem": problem,
+        "may_delete": allowed(request.scope["user"], UPLOAD),
     }, status_code=status)
+
+
+def _unviewable(ctx, problem: str) -> list[str]:
+    return ["Not released to panels: this image cannot be shown here, so no one could check it for burned-in "
+            "text. Keep it private, or delete the study."]
 
 
 @get("/dicom/instances/{instance_id:int}/review", opt={"permission": REVIEW}, include_in_schema=False)
 async def review_form(request: Request, instance_id: FromPath[int]) -> Template:
+    from plugins.dicom_viewer import frames
+
     ctx = await _review_ctx(request, instance_id)
+    problem = await frames.pixel_problem(ctx.instance, request.app.state.settings)
     await access.audit_read(request, ctx, "dicom.view", {"via": "review"})
-    return _review_page(request, ctx)
+    return _review_page(request, ctx, problem=problem)
 
 
 @post("/dicom/instances/{instance_id:int}/review", opt={"permission": REVIEW}, include_in_schema=False)
 async def review(request: Request, instance_id: FromPath[int]) -> Template | Redirect:
     from core.identity.login import client_address
 
+    from plugins.dicom_viewer import frames
+
     ctx = await _review_ctx(request, instance_id)
     form = await request.form()
     text = str(form.get("rects", ""))[:4000]
     inst = ctx.instance
+    # An image that cannot be shown was not seen: it is never released (nor masked blind).
+    problem = await frames.pixel_problem(inst, request.app.state.settings)
+    if problem is not None:
+        return _review_page(request, ctx, errors=_unviewable(ctx, problem), problem=problem, status=409)
     try:
         rects = parse_rects(text, inst["columns"], inst["rows"])
     except ValueError as exc:
@@ -301,6 +319,8 @@ async def review(request: Request, instance_id: FromPath[int]) -> Template | Red
             "Tick the box to confirm that no identifying text remains visible (after masking)."])
     try:
         await store.review(request.app.state.settings, inst, rects, request.scope["user"].user_id)
+    except store.Unviewable as exc:
+        return _review_page(request, ctx, errors=_unviewable(ctx, str(exc)), problem=str(exc), status=409)
     except (ValueError, NotImplementedError, RuntimeError) as exc:
         return _review_page(request, ctx, errors=[f"These pixels cannot be masked here ({type(exc).__name__})."],
                             rects=text, status=422)
@@ -395,10 +415,7 @@ async def delete(request: Request, study_id: FromPath[int]) -> Template | Redire
     if str(form.get("confirm", "")) != "yes":
         return page(request, "dicom/delete.html", {"study": study, "patient": patient, "errors": [
             "Tick the box to confirm that this study, its images and annotations are deleted."]}, status_code=422)
-    await store.delete_study(request.app.state.settings, study)
-    from plugins.dicom_viewer import frames
-
-    frames.forget()
+    await store.delete_study(request.app.state.settings, study)  # its cached frames and datasets too
     await _audit_study(request, study, patient, role, "dicom.delete")
     await request.app.state.host.events.emit(Event(
         "dicom.study_deleted", request.scope["user"].user_id, "patient", patient["pseudonym"],

@@ -58,7 +58,10 @@ def test_every_profile_keyword_is_a_dicom_attribute():
 
 
 def check_profile(ds: Dataset, dates: str = "shift") -> None:
-    """No attribute of the Basic Profile survives with its original content."""
+    """No attribute of the Basic Profile survives with its original content. Under the Modified Dates
+    option only the study's, series', acquisition's and content's dates and times keep a value (the
+    dates shifted: checked elsewhere); every other date or time (birth date and time, instance
+    creation, calibration ...) is treated per the table like any attribute."""
     for elem in walk(ds):
         assert not elem.tag.is_private, f"private {elem.tag} survived"
         assert not (0x5000 <= elem.tag.group <= 0x50FF), "curve data survived"
@@ -66,7 +69,8 @@ def check_profile(ds: Dataset, dates: str = "shift") -> None:
         if rule is None or elem.keyword in ("PatientName", "PatientID"):
             continue
         action = rule.effective
-        if elem.VR in ("DA", "DT", "TM") and dates == "shift" and elem.keyword != "PatientBirthDate":
+        if dates == "shift" and elem.keyword in deid.LONGITUDINAL:
+            assert elem.keyword.startswith(("Study", "Series", "Acquisition", "Content", "Frame", "Start", "End"))
             continue  # kept (shifted) under the Modified Dates option; checked elsewhere
         assert action != "X", f"{elem.keyword} ({rule.action}) survived"
         if action == "Z":
@@ -154,6 +158,63 @@ def test_dates_shifted_by_the_offset(ct):
     assert "PatientBirthDate" not in ds or not ds.PatientBirthDate
     assert deid.shift_date("20240229", 366) == "20250301"
     assert deid.shift_date("2024", 1) is None
+
+
+def _dated(ct_path) -> Dataset:
+    """The synthetic CT with every kind of date and time the table lists, nested ones too."""
+    ds = load(ct_path)
+    ds.PatientBirthDate = "19610423"
+    ds.PatientBirthTime = "071500"
+    ds.InstanceCreationDate = "20240315"
+    ds.InstanceCreationTime = "101400"
+    ds.AdmittingDate = "20240310"
+    ds.AdmittingTime = "0800"
+    ds.LastMenstrualDate = "20240201"
+    ds.DateOfLastCalibration = "20240101"
+    ds.TimeOfLastCalibration = "120000"
+    ds.PerformedProcedureStepStartDate = "20240315"
+    ds.PerformedProcedureStepStartTime = "101500"
+    ds.PresentationCreationDate = "20240316"  # D: a dummy
+    ds.PresentationCreationTime = "090000"
+    ds.RadiopharmaceuticalStartTime = "093000"  # X/D
+    ds.TimezoneOffsetFromUTC = "+0100"
+    item = Dataset()
+    item.PatientBirthTime = "071500"
+    item.FrameAcquisitionDateTime = "20240315101532"
+    item.ReviewDate = "20240320"
+    ds.VerifyingObserverSequence = [item]  # D: kept, its items cleaned
+    return ds
+
+
+def test_only_longitudinal_dates_are_kept_under_the_modified_dates_option(ct):
+    assert deid.LONGITUDINAL <= {r.keyword for r in BASIC_PROFILE.values()}
+    assert "PatientBirthTime" not in deid.LONGITUDINAL and "InstanceCreationDate" not in deid.LONGITUDINAL
+    ds = _dated(ct[0])
+    report = deidentify(ds, pseudonym=PSEUDONYM, site_key=KEY, day_offset=-20)
+    check_profile(ds)
+    for kw in ("PatientBirthTime", "InstanceCreationDate", "InstanceCreationTime", "AdmittingDate", "AdmittingTime",
+               "LastMenstrualDate", "DateOfLastCalibration", "TimeOfLastCalibration", "PerformedProcedureStepStartDate",
+               "PerformedProcedureStepStartTime", "RadiopharmaceuticalStartTime", "TimezoneOffsetFromUTC"):
+        assert kw not in ds, kw  # X
+    assert ds.get("PatientBirthDate") in ("", None)  # Z
+    assert ds.PresentationCreationDate == deid._DUMMY_DATE and ds.PresentationCreationTime == deid._DUMMY_TIME  # D
+    nested = ds.VerifyingObserverSequence[0]
+    assert "PatientBirthTime" not in nested and "ReviewDate" not in nested
+    assert nested.FrameAcquisitionDateTime == "20240224101532"  # shifted
+    # the study's, series', acquisition's and content's dates shifted, their times kept
+    assert ds.StudyDate == ds.SeriesDate == ds.AcquisitionDate == ds.ContentDate == "20240224"
+    assert (ds.StudyTime, ds.SeriesTime, ds.AcquisitionTime, ds.ContentTime) == ("101530", "101531", "101532.250", "101533")
+    actions = report.actions()
+    assert actions["PatientBirthTime"] == "removed" and actions["InstanceCreationDate"] == "removed"
+    assert actions["PatientBirthDate"] == "emptied" and actions["StudyDate"] == "shifted"
+    data = saved_bytes(ds)
+    for value in (b"071500", b"101400", b"20240310", b"20240201", b"19610423", b"+0100"):
+        assert value not in data, value
+    # the same under dates="remove"
+    removed = _dated(ct[0])
+    deidentify(removed, pseudonym=PSEUDONYM, site_key=KEY, day_offset=-20, dates="remove")
+    check_profile(removed, dates="remove")
+    assert "PatientBirthTime" not in removed and "InstanceCreationDate" not in removed
 
 
 def test_dates_removed_when_configured(ct):

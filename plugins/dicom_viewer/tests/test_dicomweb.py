@@ -211,3 +211,86 @@ async def test_bad_dicomweb_requests_are_clear_errors(world):
         headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=XX'}))
     assert junk.status_code == 409 and junk.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC122]
     assert (await rows())["instances"] == 1
+
+
+async def test_qido_uid_lists(world):
+    w = world
+    client, response = await _stow(w, [dcmread(p) for p in ct_paths()[:2]] + [dcmread(multiframe_path()),
+                                                                             dcmread(us_path())])
+    assert len(response.ReferencedSOPSequence) == 4
+    studies = await to_thread.run_sync(client.search_for_studies)
+    assert len(studies) == 3
+    uids = sorted(s["0020000D"]["Value"][0] for s in studies)
+    a, b = uids[:2]
+    # dicomweb-client sends a list as the key repeated
+    both = await to_thread.run_sync(lambda: client.search_for_studies(search_filters={"StudyInstanceUID": [a, b]}))
+    assert sorted(s["0020000D"]["Value"][0] for s in both) == [a, b]
+    session = client._session
+    root = f"{w['base']}/dicomweb/patients/{w['patient']['pseudonym']}"
+
+    def get(query: str):
+        return session.get(f"{root}/{query}", headers={"Accept": "application/dicom+json"})
+
+    for query in (f"studies?StudyInstanceUID={a},{b}", f"studies?0020000D={a}%2C{b}", f"studies?StudyInstanceUID={a}%5C{b}",
+                  f"studies?StudyInstanceUID={a}&StudyInstanceUID={b}"):
+        got = await to_thread.run_sync(lambda: get(query))
+        assert got.status_code == 200, (query, got.text[:200])
+        assert sorted(s["0020000D"]["Value"][0] for s in got.json()) == [a, b], query
+    sops = [i["sop_uid"] for i in await instances()][:3]
+    got = await to_thread.run_sync(lambda: get(f"instances?SOPInstanceUID={','.join(sops)}"))
+    assert got.status_code == 200 and sorted(i["00080018"]["Value"][0] for i in got.json()) == sorted(sops)
+    # every element is checked
+    for query in (f"studies?StudyInstanceUID={a},abc", f"studies?StudyInstanceUID={a},{b}*", "series?SeriesInstanceUID=1.2,x"):
+        bad = await to_thread.run_sync(lambda: get(query))
+        assert bad.status_code == 400, query
+
+
+def _damaged_two_frame_jpeg():
+    """A real JPEG baseline instance made two-frame, its second frame cut short: the first decodes,
+    the second cannot."""
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([frame, frame[:200] + b"\0" * 50])
+    ds.NumberOfFrames = 2
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.1234567890.2"
+    return ds
+
+
+async def test_wado_frames_that_cannot_be_decoded_are_a_clear_error_before_any_part(world):
+    from pydicom.data import get_testdata_file
+
+    w = world
+    jpeg12 = dcmread(get_testdata_file("JPEG-lossy.dcm"))  # 12-bit JPEG Extended: no decoder here
+    client, response = await _stow(w, [jpeg12, _damaged_two_frame_jpeg()])
+    assert len(response.ReferencedSOPSequence) == 2, response
+    inst = {i["frames"]: i for i in await instances()}
+    session = client._session
+    root = f"{w['base']}/dicomweb/patients/{w['patient']['pseudonym']}"
+    # (the RetrieveURL's host is the one the client sent: keep its path only)
+    by_sop = {str(ref.ReferencedSOPInstanceUID): root + "/studies/" + str(ref.RetrieveURL).split("/studies/", 1)[1]
+              for ref in response.ReferencedSOPSequence}
+    single, double = by_sop[inst[1]["sop_uid"]], by_sop[inst[2]["sop_uid"]]
+    accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+
+    def get(url):
+        return session.get(url, headers={"Accept": accept})
+
+    for url, frame in ((f"{single}/frames/1", 1), (f"{double}/frames/1,2", 2), (f"{double}/frames/2", 2)):
+        got = await to_thread.run_sync(lambda: get(url))
+        assert got.status_code == 406, (url, got.status_code, got.content[:200])
+        assert got.headers["content-type"].startswith("application/problem+json")
+        problem = got.json()
+        assert problem["frame"] == frame and f"Frame {frame} " in problem["detail"], problem
+    # the frame that decodes is served as before
+    ok = await to_thread.run_sync(lambda: get(f"{double}/frames/1"))
+    assert ok.status_code == 200 and ok.headers["content-type"].startswith("multipart/related")
+    # and dicomweb-client sees an error, not a short list of frames
+    st, se, sop = double.split("/studies/")[1].split("/series/")[0], double.split("/series/")[1].split("/instances/")[0], double.rsplit("/", 1)[1]
+    with pytest.raises(requests.HTTPError) as exc:
+        await to_thread.run_sync(lambda: client.retrieve_instance_frames(st, se, sop, frame_numbers=[1, 2]))
+    assert exc.value.response.status_code == 406
+    got = await to_thread.run_sync(lambda: client.retrieve_instance_frames(st, se, sop, frame_numbers=[1]))
+    assert len(got) == 1 and len(got[0]) == 100 * 100 * 3

@@ -5,6 +5,7 @@ transaction per upload (a failure leaves no rows and no files), and consistent U
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 from pydicom import dcmread
@@ -165,3 +166,138 @@ async def test_upload_needs_the_permission_and_the_hospital(client):
     r = await upload(client, s, [("study.zip", ct_zip())], headers=JSON)
     assert r.status_code == 404
     assert (await rows())["instances"] == 0
+
+
+# --- the upload folders (original, identifying files) never outlive their upload --------------------
+
+
+def _age(path, seconds: float) -> None:
+    """Make ``path`` and everything in it look untouched for ``seconds``."""
+    import os
+    import time
+
+    then = time.time() - seconds
+    for p in [*path.rglob("*"), path]:
+        os.utime(p, (then, then), follow_symlinks=False)
+
+
+async def test_upload_folders_left_by_a_killed_process_are_swept(client, settings):
+    incoming = settings.data_dir / "dicom-incoming"
+    incoming.mkdir(exist_ok=True)
+    stale = incoming / f"{store.INCOMING}0123456789abcdef"
+    (stale / "in" / "CD").mkdir(parents=True)
+    (stale / "in" / "CD" / "Fenwick^Quirinus.dcm").write_bytes(ct_paths()[0].read_bytes())
+    _age(stale, 2 * 3600)
+    # A long upload in progress: its folder is old, but a file deep inside was written just now.
+    live = incoming / f"{store.INCOMING}fedcba9876543210"
+    (live / "in").mkdir(parents=True)
+    (live / "in" / "big.zip").write_bytes(b"PK")
+    _age(live, 2 * 3600)
+    (live / "in" / "big.zip").write_bytes(b"PK\3\4")
+    young = incoming / f"{store.INCOMING}00000000ffffffff"
+    (young / "in").mkdir(parents=True)
+    _age(young, 600)
+    try:
+        s = await home(client)
+        await upload_ct(client, s, 2, 32)
+        assert not stale.exists()
+        assert live.exists() and young.exists()
+        assert sorted(p.name for p in incoming.iterdir()) == sorted([live.name, young.name])
+        assert store.sweep_incoming(settings, older_than=0) == 2
+        assert not any(incoming.iterdir())
+    finally:
+        for folder in (stale, live, young):
+            store.discard(folder)
+
+
+async def test_a_cancelled_upload_leaves_no_folder_behind(client, settings):
+    import anyio
+
+    s = await home(client)
+    incoming = settings.data_dir / "dicom-incoming"
+    before = set(incoming.iterdir()) if incoming.exists() else set()
+    from tests.conftest import csrf_of
+
+    boundary = "cpmsboundary7f3a"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"Fenwick_Quirinus.dcm\"\r\n"
+            f"Content-Type: application/dicom\r\n\r\n").encode()
+    data = ct_paths()[0].read_bytes()
+    seen = []
+
+    with anyio.CancelScope() as scope:
+        async def body():
+            yield head + data[:4000]
+            # The server asks for more: it has made the upload's folder and begun the file. Then the
+            # request is cancelled (the client went away, the server stops) while it waits.
+            seen.extend(p for p in incoming.glob(f"{store.INCOMING}*/in/*") if p.parent.parent not in before)
+            scope.cancel()
+            await anyio.sleep_forever()
+            yield b""  # pragma: no cover
+
+        await client.post(f"{s['base']}/uploads", content=body(), headers={
+            **JSON, "x-csrftoken": csrf_of(client), "content-type": f"multipart/form-data; boundary={boundary}"})
+    assert scope.cancelled_caught
+    assert seen, "the upload had begun"
+    assert set(incoming.iterdir()) == before
+    assert await rows() == {"studies": 0, "series": 0, "instances": 0, "uploads": 0}
+
+
+# --- stored results name no file -------------------------------------------------------------------
+
+SECRET = "Fenwick^Quirinus_MRN-4471"
+SECRET_PARTS = ("Fenwick", "Quirinus", "4471")
+
+
+def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+async def test_stored_results_and_the_results_page_carry_no_file_name(client, settings):
+    from plugins.dicom_viewer.tables import Upload
+
+    s = await home(client)
+    ct = [p.read_bytes() for p in ct_paths()]
+    study = _zip({f"{SECRET}/IM-{SECRET}-1.dcm": ct[0], f"{SECRET}/IM-{SECRET}-1-copy.dcm": ct[0],
+                  f"{SECRET}/notes-{SECRET}.txt": b"not an image" * 10}, zipfile.ZIP_STORED)
+    # A member whose bytes were damaged: zipfile's error quotes its name.
+    damaged = _zip({f"{SECRET}/ok.dcm": ct[1], f"{SECRET}/damaged-{SECRET}.dcm": ct[2]}, zipfile.ZIP_STORED)
+    at = damaged.find(f"damaged-{SECRET}.dcm".encode()) + 200
+    damaged = damaged[:at] + bytes([damaged[at] ^ 0xFF]) + damaged[at + 1:]
+    refused = _zip({f"ok-{SECRET}.dcm": ct[3], f"../{SECRET}.dcm": ct[3]})
+    items = [(f"{SECRET}.zip", study), (f"damaged-{SECRET}.zip", damaged), (f"evil-{SECRET}.zip", refused),
+             (f"{SECRET}.dcm", ct[3]), (f"copy of {SECRET}.dcm", ct[3]), (f"again-{SECRET}.dcm", ct[0]),
+             (f"{SECRET}-cut.dcm", ct[2][:-3000])]
+    for stream in (True, False):
+        r = await upload(client, s, items, stream=stream, headers=JSON)
+        assert r.status_code in (201, 422), r.text[:500]
+        results = r.json()["results"]
+        by_status = [x["status"] for x in results]
+        if stream:  # the first time: 3 stored (ct0, ct1, ct3), the rest reported
+            assert r.json()["stored"] == 3
+            assert by_status.count("duplicate") == 3 and "refused" in by_status and "corrupt" in by_status
+            messages = [x["message"] for x in results]
+            # duplicates say which file by position
+            assert "same SOP Instance UID as file 1" in messages
+            assert any(m.startswith("same SOP Instance UID as file ") and m != "same SOP Instance UID as file 1"
+                       for m in messages)
+            assert any(m.startswith("ZIP refused: member 2 escapes") for m in messages)
+            assert any("Bad CRC-32" in m for m in messages)
+        for x in results:  # shown now with their names, but the messages quote none
+            assert not any(part in x["message"] for part in SECRET_PARTS), x
+    stored = [u["results"] for u in await Upload.select(Upload.results).order_by(Upload.id)]
+    assert len(stored) == 2
+    text = " ".join(json.dumps(u) if not isinstance(u, str) else u for u in stored)
+    assert "same SOP Instance UID as file" in text and "ZIP refused" in text
+    for part in (*SECRET_PARTS, ".zip", ".dcm", ".txt"):
+        assert part not in text, part
+    for u in await Upload.select(Upload.id):
+        page = await client.get(f"/dicom/uploads/{u['id']}")
+        assert page.status_code == 200 and "same SOP Instance UID as file" in page.text
+        for part in SECRET_PARTS:
+            assert part not in page.text, part
+    section = await client.get(s["base"])
+    assert section.status_code == 200 and not any(part in section.text for part in SECRET_PARTS)

@@ -111,6 +111,75 @@ def test_modality_lut_sequence_and_voi_lut_sequence():
     assert r.voi == "voi-lut" and r.pixels.max() > r.pixels.min()
 
 
+# --- the arithmetic fast path of LINEAR windows -------------------------------------------------
+
+def _general_path(monkeypatch):
+    """Make render_frame use the table lookup for LINEAR windows too (the fast path's reference)."""
+    table = render._linear_table
+    monkeypatch.setattr(render, "_linear_table", lambda *args: (table(*args)[0], None))
+
+
+def _linear_cases():
+    rng = np.random.default_rng(7)
+    arrays = {  # 512 x 520 > 4 x 65536 pixels: the large-image sizes of the chunked loops too
+        "u16": rng.integers(0, 65536, (512, 520)).astype(np.uint16),
+        "u12": rng.integers(0, 4096, (64, 64)).astype(np.uint16),
+        "i16": rng.integers(-3000, 3000, (64, 64)).astype(np.int16),
+        "u8": rng.integers(0, 256, (64, 64)).astype(np.uint8),
+        "i8": rng.integers(-128, 128, (64, 64)).astype(np.int8),
+    }
+    windows = [*PRESETS.values(), (32768, 65536), (2047.5, 4096), (127, 256), (0, 1), (10, 2), (40.5, 79.3), None]
+    for n, (kind, arr) in enumerate(arrays.items()):
+        for m, win in enumerate(windows):
+            slope, intercept = [(1, -1024), (1, 0), (2, -1000), (0.5, 3.3), (-1, 100)][(n + m) % 5]
+            function = ("LINEAR", "LINEAR_EXACT")[m % 2]
+            yield kind, arr, win, slope, intercept, function, m % 3 == 0, (n + m) % 4 == 0
+
+
+def test_linear_fast_path_gives_the_table_lookups_pixels(monkeypatch):
+    fast_used = 0
+    for kind, arr, win, slope, intercept, function, mono1, invert in _linear_cases():
+        ds = gray(arr, signed=arr.dtype.kind == "i", bits=8 * arr.dtype.itemsize,
+                  pi="MONOCHROME1" if mono1 else "MONOCHROME2", RescaleSlope=slope, RescaleIntercept=intercept)
+        fast = render_frame(ds, window=win, voi_function=function, invert=invert)
+        linear = render._linear_map(ds, 0, False, fast.window, function, mono1 != invert)
+        fast_used += render._linear_table(arr.dtype.str, *linear)[1] is not None
+        with monkeypatch.context() as m:
+            _general_path(m)
+            general = render_frame(ds, window=win, voi_function=function, invert=invert)
+        assert np.array_equal(fast.pixels, general.pixels), (kind, win, slope, intercept, function, mono1, invert)
+        assert fast.window == general.window and fast.voi == general.voi
+        # and within one gray level of the float32 pipeline of the other functions (which rounds exact
+        # halves either way): the same transform
+        values = render._modality(ds, 0, arr)
+        reference = render._to_u8(render.window_to_unit(values, *fast.window, function), mono1, invert)
+        assert np.abs(fast.pixels.astype(int) - reference).max() <= 1
+    assert fast_used >= 40  # the fast path is taken in the usual cases, not only correct when it is
+
+
+def test_linear_fast_path_on_the_benchmark_images(tmp_path, monkeypatch):
+    """The synthetic CT (file window, presets, MONOCHROME1-style invert) and 16-bit image take the fast path."""
+    ct = pydicom.dcmread(synthetic.ct_slice(tmp_path / "ct.dcm", study_uid="1.2", series_uid="1.2.1",
+                                            frame_of_reference="1.2.2", size=512))
+    big = pydicom.dcmread(synthetic.large16(tmp_path / "big.dcm", size=600))
+    for ds in (ct, big):
+        for options in ({}, {"invert": True}, *({"preset": p} for p in PRESETS)):
+            fast = render_frame(ds, **options).pixels
+            with monkeypatch.context() as m:
+                _general_path(m)
+                assert np.array_equal(fast, render_frame(ds, **options).pixels), options
+    linear = render._linear_map(big, 0, False, render.file_window(big), "LINEAR", False)
+    assert render._linear_table("<u2", *linear)[1][2] is None  # 16-bit, whole range in the window: no clip
+    linear = render._linear_map(ct, 0, False, PRESETS["brain"], "LINEAR", False)
+    assert render._linear_table("<u2", *linear)[1] is not None
+
+
+def test_linear_table_is_an_exact_staircase():
+    """_linear_lut rounds exact halves up (the float32 pipeline may not): the tests' values above hold."""
+    lut = render._linear_lut(np.arange(5, dtype=np.int64), 255 / 4, 0.0)  # 0, 63.75, 127.5, 191.25, 255
+    assert lut.tolist() == [0, 64, 128, 191, 255]
+
+
 # --- colour ------------------------------------------------------------------------------------
 
 def test_rgb_and_ybr_render_as_rgb():

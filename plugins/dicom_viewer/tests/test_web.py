@@ -12,7 +12,7 @@ from PIL import Image
 
 from plugins.dicom_viewer import frames, store
 from plugins.dicom_viewer.tests.support import (
-    HX, JSON, home, instances, panel_member, rows, stored_files, upload, upload_ct, us_path,
+    HX, JSON, ct_zip, home, instances, panel_member, rows, stored_files, upload, upload_ct, us_path,
 )
 from tests.conftest import login, post_form
 
@@ -229,3 +229,93 @@ async def test_demo_loads_a_ct_series_for_the_first_patient(client, settings):
     assert (await rows())["instances"] == demo.SLICES
     assert all(not i["needs_review"] for i in await instances())
     assert await Patient.count() == 1
+
+
+async def test_deletion_and_erasure_drop_every_cached_frame_and_dataset(client, settings):
+    """Rendered frames, thumbnails and decrypted datasets of a deleted study or an erased patient are
+    gone from memory at once; other patients' stay."""
+    from core.events import Event
+    from plugins.dicom_viewer import access, handle_event
+    from tests.panels_support import hcp_of, make_patient
+
+    s = await home(client)
+    patients = [s["patient"], await make_patient(await hcp_of(s["hp"])), await make_patient(await hcp_of(s["hp"]))]
+    by_patient = {}
+    for patient in patients:
+        r = await upload(client, {"base": f"/dicom/patients/{patient['pseudonym']}"}, [("s.zip", ct_zip(2, 32))],
+                         headers=JSON)
+        assert r.status_code == 201, r.text[:300]
+        by_patient[patient["id"]] = await instances(patient["id"])
+        for inst in by_patient[patient["id"]]:
+            assert (await client.get(f"/dicom/instances/{inst['id']}/frames/0/rendered?format=jpeg")).status_code == 200
+            assert (await client.get(f"/dicom/instances/{inst['id']}/thumbnail.jpg")).status_code == 200
+            await store.dataset(inst, settings)
+    every = [i for rows_ in by_patient.values() for i in rows_]
+    assert {i["id"] for i in every} <= frames.cached_instances()
+    assert {i["file_key"] for i in every} <= store.cached_datasets()
+    assert access._cache
+
+    def traces(rows_) -> tuple[set, set, list]:
+        ids, keys = {i["id"] for i in rows_}, {i["file_key"] for i in rows_}
+        rendered = [k for k, (_, i) in frames._rendered.items.items() if i in ids or k[0] in keys]
+        return ids & frames.cached_instances(), keys & store.cached_datasets(), rendered
+
+    # Deleting a study (the store's own function, whatever route calls it).
+    from plugins.dicom_viewer.tables import Study
+
+    study = await Study.select().where(Study.patient == patients[0]["id"]).first()
+    await store.delete_study(settings, study)
+    assert traces(by_patient[patients[0]["id"]]) == (set(), set(), [])
+    # Erasing a patient (the core's event).
+    await handle_event(Event("patient.erased", None, "patient", patients[1]["pseudonym"]))
+    assert traces(by_patient[patients[1]["id"]]) == (set(), set(), [])
+    assert not access._cache
+    # The third patient's entries are still there.
+    third = by_patient[patients[2]["id"]]
+    assert {i["id"] for i in third} <= frames.cached_instances()
+    assert {i["file_key"] for i in third} <= store.cached_datasets()
+
+
+async def test_an_image_that_cannot_be_shown_cannot_be_released(client, settings):
+    """A 12-bit JPEG Extended secondary capture (pydicom's JPEG-lossy.dcm): waiting for review, but no
+    decoder here, so the reviewer cannot see it: the review page says so and offers to keep it private
+    or delete the study; releasing it is refused (409), masked or not."""
+    from pydicom.data import get_testdata_file
+
+    s = await home(client)
+    r = await upload(client, s, [("sc.dcm", open(get_testdata_file("JPEG-lossy.dcm"), "rb").read()),
+                                 ("us.dcm", us_path().read_bytes())], headers=JSON)
+    assert r.status_code == 201 and r.json()["stored"] == 2, r.text[:300]
+    sc = [i for i in await instances() if i["transfer_syntax"] == "1.2.840.10008.1.2.4.51"][0]
+    us = [i for i in await instances() if i["id"] != sc["id"]][0]
+    assert sc["needs_review"] and us["needs_review"]
+    page = await client.get(f"/dicom/instances/{sc['id']}/review")
+    assert page.status_code == 200
+    assert "cannot be shown here" in page.text and "JPEG Extended" in page.text
+    assert 'id="dicom-keep-private"' in page.text
+    from plugins.dicom_viewer.tables import Series
+
+    study_id = (await Series.select(Series.study).where(Series.id == sc["series"]).first())["study"]
+    assert 'id="dicom-delete-study"' in page.text and f'href="/dicom/studies/{study_id}/delete"' in page.text
+    assert (await client.get(f"/dicom/studies/{study_id}/delete")).status_code == 200
+    assert 'id="dicom-review-form"' not in page.text and "frames/0/rendered" not in page.text
+    for form in ({"rects": "", "confirm": "yes"}, {"rects": "0 0 10 10", "confirm": "yes"}, {"rects": ""}):
+        refused = await post_form(client, f"/dicom/instances/{sc['id']}/review", form)
+        assert refused.status_code == 409, (form, refused.status_code)
+        assert "Not released to panels" in refused.text and "cannot be shown" in refused.text
+    row = [i for i in await instances() if i["id"] == sc["id"]][0]
+    assert row["needs_review"] is True and row["file_key"] == sc["file_key"] and row["reviewed_by"] is None
+    # the store refuses too, whoever calls it
+    import pytest
+
+    with pytest.raises(store.Unviewable):
+        await store.review(settings, sc, [], None)
+    # An image that can be shown is reviewed as before.
+    ok_page = await client.get(f"/dicom/instances/{us['id']}/review")
+    assert ok_page.status_code == 200 and 'id="dicom-review-form"' in ok_page.text and "cannot be shown" not in ok_page.text
+    ok = await post_form(client, f"/dicom/instances/{us['id']}/review", {"rects": "", "confirm": "yes"})
+    assert ok.status_code in (302, 303)
+    # Panel members never see the one that could not be shown.
+    await panel_member(client, s)
+    assert (await client.get(f"/dicom/instances/{sc['id']}/frames/0/rendered")).status_code == 404
+    assert (await client.get(f"/dicom/instances/{us['id']}/frames/0/rendered")).status_code == 200
