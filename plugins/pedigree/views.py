@@ -359,32 +359,70 @@ async def undo(request: Request, pseudonym: FromPath[str]) -> Template | Redirec
     return await _change(request, pseudonym, apply)
 
 
+def _condition_fields(form, work, *, keep: str | None = None) -> tuple[str, str, str]:
+    """(label, system, code) of the condition form, checked; ``keep`` is the condition being changed
+    (its own name is no duplicate)."""
+    label = str(form.get("cond_label", "") or "").strip()
+    system = str(form.get("cond_system", "") or "").strip()
+    code = str(form.get("cond_code", "") or "").strip()
+    problems = []
+    if not label or len(label) > LIMITS["label"]:
+        problems.append(f"A condition needs a name of 1 to {LIMITS['label']} characters.")
+    if system and not SYSTEM.match(system):
+        problems.append("The code system is not valid.")
+    if code and (len(code) > LIMITS["code"] or any(c.isspace() for c in code)):
+        problems.append("The code is not valid.")
+    if bool(system) != bool(code):
+        problems.append("Give both a code system and a code, or neither.")
+    if any(c.label.lower() == label.lower() and cid != keep for cid, c in work.conditions.items()):
+        problems.append(f"The condition {label!r} is already in the legend.")
+    if problems:
+        raise PedigreeError(problems)
+    return label, system.upper(), code
+
+
+def _legend_entry(work, cid: str):
+    if cid not in work.conditions:
+        raise PedigreeError(["That condition is not in the legend (any more)."])
+    return work.conditions[cid]
+
+
 @post(BASE + "/conditions", opt={"permission": EDIT}, include_in_schema=False)
 async def add_condition(request: Request, pseudonym: FromPath[str]) -> Template | Redirect:
     async def apply(work, form, labels, current):
-        label = str(form.get("cond_label", "") or "").strip()
-        system = str(form.get("cond_system", "") or "").strip()
-        code = str(form.get("cond_code", "") or "").strip()
-        problems = []
-        if not label or len(label) > LIMITS["label"]:
-            problems.append(f"A condition needs a name of 1 to {LIMITS['label']} characters.")
-        if system and not SYSTEM.match(system):
-            problems.append("The code system is not valid.")
-        if code and (len(code) > LIMITS["code"] or any(c.isspace() for c in code)):
-            problems.append("The code is not valid.")
-        if bool(system) != bool(code):
-            problems.append("Give both a code system and a code, or neither.")
         if len(work.conditions) >= len(PATTERNS):
-            problems.append(f"A family tree shows at most {len(PATTERNS)} conditions.")
-        if any(c.label.lower() == label.lower() for c in work.conditions.values()):
-            problems.append(f"The condition {label!r} is already in the legend.")
-        if problems:
-            raise PedigreeError(problems)
+            raise PedigreeError([f"A family tree shows at most {len(PATTERNS)} conditions."])
+        label, system, code = _condition_fields(form, work)
         n = len(work.conditions) + 1
         while f"c{n}" in work.conditions:
             n += 1
-        work.condition(f"c{n}", label, system=system.upper() or None, code=code or None)
+        work.condition(f"c{n}", label, system=system or None, code=code or None)
         return f"add condition {label[:60]}", work, ...
+
+    return await _change(request, pseudonym, apply)
+
+
+@post(BASE + "/conditions/{cid:str}", opt={"permission": EDIT}, include_in_schema=False)
+async def change_condition(request: Request, pseudonym: FromPath[str], cid: FromPath[str]) -> Template | Redirect:
+    """Rename or recode a legend entry: everyone's status for it stays (it is the same condition)."""
+    async def apply(work, form, labels, current):
+        entry = _legend_entry(work, cid)
+        label, system, code = _condition_fields(form, work, keep=cid)
+        entry.label, entry.system, entry.code = label, system or None, code or None
+        return f"change condition {label[:60]}", work, ...
+
+    return await _change(request, pseudonym, apply)
+
+
+@post(BASE + "/conditions/{cid:str}/delete", opt={"permission": EDIT}, include_in_schema=False)
+async def remove_condition(request: Request, pseudonym: FromPath[str], cid: FromPath[str]) -> Template | Redirect:
+    """Take a condition out of the legend and everyone's statuses for it (undo brings both back)."""
+    async def apply(work, form, labels, current):
+        entry = _legend_entry(work, cid)
+        del work.conditions[cid]
+        for person in work.individuals.values():
+            person.conditions.pop(cid, None)
+        return f"remove condition {entry.label[:60]}", work, ...
 
     return await _change(request, pseudonym, apply)
 
@@ -541,5 +579,5 @@ def _genotypes(form, problems: list[str]) -> list[Genotype]:
     return out
 
 
-ROUTES = [section, individual_form, export, panel_section, panel_export, add, delete, undo, add_condition,
+ROUTES = [section, individual_form, export, panel_section, panel_export, add, delete, undo, add_condition, change_condition, remove_condition,
           update_individual, import_file, update_partnership]

@@ -51,7 +51,7 @@ def test_every_profile_keyword_is_a_dicom_attribute():
         assert set(rule.action.split("/")) <= {"X", "Z", "D", "U", "U*", "K", "C"}, rule
     # spot checks of the standard's table
     by_kw = {r.keyword: r.action for r in BASIC_PROFILE.values()}
-    assert by_kw["PatientName"] == "Z" and by_kw["PatientID"] == "Z" and by_kw["PatientBirthDate"] == "Z"
+    assert by_kw["PatientName"] == "Z" and by_kw["PatientID"] == "Z/D" and by_kw["PatientBirthDate"] == "Z"
     assert by_kw["InstitutionName"] == "X/Z/D" and by_kw["ReferencedImageSequence"] == "X/Z/U*"
     assert by_kw["StudyInstanceUID"] == "U" and by_kw["OtherPatientIDs"] == "X"
     assert by_kw["AccessionNumber"] == "Z" and by_kw["ContentDate"] == "Z/D"
@@ -76,7 +76,8 @@ def check_profile(ds: Dataset, dates: str = "shift") -> None:
         if action == "Z":
             assert elem.value in (None, "", b"") or (elem.VR == "SQ" and len(elem.value) == 0), elem
         if action == "D" and elem.VR != "SQ":
-            assert elem.value in (deid._DUMMY_TEXT, deid._DUMMY_DATE, deid._DUMMY_TIME, 0) or elem.VR == "UI", elem
+            dummies = (deid._DUMMY_TEXT, deid._DUMMY_DATE, deid._DUMMY_TIME, deid._DUMMY_DATE + deid._DUMMY_TIME, 0)
+            assert elem.value in dummies or elem.VR == "UI", elem
         if action == "U":
             values = [elem.value] if isinstance(elem.value, str) else list(elem.value)
             assert all(str(v).startswith("2.25.") for v in values), elem
@@ -174,14 +175,14 @@ def _dated(ct_path) -> Dataset:
     ds.TimeOfLastCalibration = "120000"
     ds.PerformedProcedureStepStartDate = "20240315"
     ds.PerformedProcedureStepStartTime = "101500"
-    ds.PresentationCreationDate = "20240316"  # D: a dummy
+    ds.PresentationCreationDate = "20240316"  # X (2024b)
     ds.PresentationCreationTime = "090000"
     ds.RadiopharmaceuticalStartTime = "093000"  # X/D
     ds.TimezoneOffsetFromUTC = "+0100"
     item = Dataset()
     item.PatientBirthTime = "071500"
     item.FrameAcquisitionDateTime = "20240315101532"
-    item.ReviewDate = "20240320"
+    item.ReviewDate = "20240320"  # Z
     ds.VerifyingObserverSequence = [item]  # D: kept, its items cleaned
     return ds
 
@@ -194,12 +195,12 @@ def test_only_longitudinal_dates_are_kept_under_the_modified_dates_option(ct):
     check_profile(ds)
     for kw in ("PatientBirthTime", "InstanceCreationDate", "InstanceCreationTime", "AdmittingDate", "AdmittingTime",
                "LastMenstrualDate", "DateOfLastCalibration", "TimeOfLastCalibration", "PerformedProcedureStepStartDate",
-               "PerformedProcedureStepStartTime", "RadiopharmaceuticalStartTime", "TimezoneOffsetFromUTC"):
+               "PerformedProcedureStepStartTime", "RadiopharmaceuticalStartTime", "TimezoneOffsetFromUTC",
+               "PresentationCreationDate", "PresentationCreationTime"):
         assert kw not in ds, kw  # X
     assert ds.get("PatientBirthDate") in ("", None)  # Z
-    assert ds.PresentationCreationDate == deid._DUMMY_DATE and ds.PresentationCreationTime == deid._DUMMY_TIME  # D
     nested = ds.VerifyingObserverSequence[0]
-    assert "PatientBirthTime" not in nested and "ReviewDate" not in nested
+    assert "PatientBirthTime" not in nested and nested.get("ReviewDate") in ("", None)
     assert nested.FrameAcquisitionDateTime == "20240224101532"  # shifted
     # the study's, series', acquisition's and content's dates shifted, their times kept
     assert ds.StudyDate == ds.SeriesDate == ds.AcquisitionDate == ds.ContentDate == "20240224"
@@ -360,3 +361,17 @@ def test_mask_monochrome1_and_signed_use_black(tmp_path):
     with pytest.raises(ValueError):
         mask_regions(mr, [(0, 0, 0, 4)])
     assert mask_regions(mr, []) == 0
+
+
+def test_free_text_of_structured_reports_is_removed():
+    """Stricter than the table: an SR item's text (a clinician may have typed a name) goes; its codes stay."""
+    from pydicom.data import get_testdata_file
+
+    ds = load(get_testdata_file("test-SR.dcm"))
+    assert b"A mass of" in saved_bytes(ds)
+    report = deidentify(ds, pseudonym=PSEUDONYM, site_key=KEY, day_offset=-20)
+    check_profile(ds)
+    data = saved_bytes(ds)
+    assert b"A mass of" not in data and "ContentSequence" in ds
+    texts = {path: action for path, action in report.actions().items() if path.endswith("TextValue")}
+    assert texts and set(texts.values()) == {"removed"}

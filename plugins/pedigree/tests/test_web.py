@@ -497,3 +497,47 @@ async def test_demo_data_gives_the_first_patient_a_three_generation_dominant_fam
     assert "Spinocerebellar ataxia type 2" in r.text and "demo family" in r.text  # legend; versions list
     # only the first patient has a family; the others start from themselves
     assert list(individuals((await client.get(f"/pedigree/patients/{second}", headers=HX)).text)) == ["I-1"]
+
+
+async def test_a_legend_condition_is_renamed_recoded_and_removed(client):
+    s = await home_setup(client)
+    base, pid = s["base"], s["patient"]["id"]
+    for label in ("Ataxia", "Epilepsy"):
+        r = await post_form(client, base + "/conditions", {"version": await version_of(pid), "cond_label": label},
+                            headers=HX)
+        assert r.status_code == 200, r.text[:300]
+    r = await post_form(client, base + "/individuals/i1", {"version": await version_of(pid), "sex": "female",
+                                                          "cond_c1": "affected", "cond_c2": "carrier"}, headers=HX)
+    assert r.status_code == 200, r.text[:300]
+    assert 'action="' + base + '/conditions/c1"' in r.text  # the legend form is offered
+
+    # rename and code it: everyone's status for it stays
+    r = await post_form(client, base + "/conditions/c1", {"version": await version_of(pid), "cond_label": "Spinocerebellar ataxia 2",
+                                                         "cond_system": "orpha", "cond_code": "98756"}, headers=HX)
+    assert r.status_code == 200, r.text[:300]
+    data, _ = await stored(pid)
+    assert {c["id"]: (c["label"], c.get("system"), c.get("code")) for c in data["conditions"]}["c1"] == (
+        "Spinocerebellar ataxia 2", "ORPHA", "98756")
+    assert data["individuals"][0]["conditions"] == {"c1": "affected", "c2": "carrier"}
+    assert "Spinocerebellar ataxia 2" in r.text
+
+    # bad changes: a duplicate name, an unknown entry, half a code; nothing stored
+    before = await stored(pid)
+    for url, form, message in [("/conditions/c2", {"cond_label": "spinocerebellar ataxia 2"}, "already in the legend"),
+                               ("/conditions/c9", {"cond_label": "X"}, "not in the legend"),
+                               ("/conditions/c2", {"cond_label": "X", "cond_code": "1"}, "both a code system and a code"),
+                               ("/conditions/c9/delete", {}, "not in the legend")]:
+        r = await post_form(client, base + url, {"version": await version_of(pid), **form}, headers=HX)
+        assert r.status_code == 422 and message in r.text, (url, r.status_code)
+    assert await stored(pid) == before
+
+    # remove: out of the legend and out of everyone's statuses; undo brings both back
+    r = await post_form(client, base + "/conditions/c2/delete", {"version": await version_of(pid)}, headers=HX)
+    assert r.status_code == 200, r.text[:300]
+    data, _ = await stored(pid)
+    assert [c["id"] for c in data["conditions"]] == ["c1"] and data["individuals"][0]["conditions"] == {"c1": "affected"}
+    svg = r.text[r.text.index("<svg"):r.text.index("</svg>")]
+    assert "Epilepsy" not in svg and "Spinocerebellar ataxia 2" in svg  # the drawing's legend
+    r = await post_form(client, base + "/undo", {"version": await version_of(pid)}, headers=HX)
+    data, _ = await stored(pid)
+    assert [c["id"] for c in data["conditions"]] == ["c1", "c2"] and data["individuals"][0]["conditions"]["c2"] == "carrier"
