@@ -21,6 +21,7 @@ from litestar.template import TemplateConfig
 import core
 from core import db
 from core.errors import EXCEPTION_HANDLERS
+from core.identity import passwords
 from core.identity.sessions import auth_middleware_factory
 from core.live import channels_plugin
 from core.plugins import PluginHost
@@ -79,6 +80,7 @@ class PluginHostInit(InitPluginProtocol):
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
+    passwords.configure(settings)
     host = PluginHost(settings)
     db.configure(settings, host)
     channels = channels_plugin(settings)

@@ -17,7 +17,10 @@ def _host():
     from core import db
     from core.plugins import PluginHost
 
+    from core.identity import passwords
+
     settings = Settings.from_env()
+    passwords.configure(settings)
     host = PluginHost(settings)
     db.configure(settings, host)
     return host

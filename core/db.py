@@ -159,9 +159,21 @@ async def delete_all_rows() -> None:
     eng = engine()
     tables = all_tables()
     if isinstance(eng, PostgresEngine):
-        names = ", ".join(f'"{t._meta.tablename}"' for t in tables)
-        if names:
-            await eng.run_ddl(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        # DELETE, children first, rather than TRUNCATE: TRUNCATE gives every table new files
+        # (0.3 s for the ~60 tables even when they are empty; the test suite empties them
+        # before each test), DELETE of a few rows takes milliseconds.
+        async with eng.transaction():
+            for table in reversed(tables):
+                await eng.run_ddl(f'DELETE FROM "{table._meta.tablename}"')
+            # Restart the integer keys of these tables (not piccolo's migration table), as
+            # TRUNCATE ... RESTART IDENTITY did. Table names are our own identifiers.
+            names = ", ".join("'" + t._meta.tablename.replace("'", "''") + "'" for t in tables)
+            await eng.run_ddl(
+                "SELECT setval(s.oid::regclass, 1, false) FROM pg_class s "
+                "JOIN pg_depend d ON d.objid = s.oid AND d.deptype IN ('a', 'i') "
+                "JOIN pg_class t ON t.oid = d.refobjid "
+                f"WHERE s.relkind = 'S' AND t.relnamespace = current_schema()::regnamespace AND t.relname IN ({names})"
+            )
         return
     async with eng.transaction():
         for table in reversed(tables):

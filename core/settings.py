@@ -70,6 +70,9 @@ class Settings:
     #: Video-conference room for panel meetings; ``{room}`` becomes a random, unguessable name.
     meeting_url_template: str = "https://meet.jit.si/cpms-{room}"
 
+    #: Password hashing cost: ``standard`` (argon2id, RFC 9106) or ``test-fast`` (tests only).
+    password_hashing: str = "standard"
+
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -118,6 +121,10 @@ class Settings:
                 "CPMS_SECRET_KEY must be set to a random value of at least 32 characters in production "
                 f"(for example: {secrets.token_urlsafe(48)})"
             )
+        if self.password_hashing not in ("standard", "test-fast"):
+            raise SettingsError(f"CPMS_PASSWORD_HASHING must be standard (test-fast in tests), not {self.password_hashing!r}")
+        if self.password_hashing != "standard" and self.env != "test":
+            raise SettingsError("CPMS_PASSWORD_HASHING=test-fast is for the test suite only (CPMS_ENV=test)")
         if self.database_url and not (self.uses_postgres or self.database_url.startswith("sqlite:///")):
             raise SettingsError("CPMS_DATABASE_URL must start with sqlite:/// or postgresql://")
 

@@ -4,6 +4,7 @@ migrated once per run and emptied before each test; the real app served in-proce
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import tempfile
@@ -16,10 +17,30 @@ from core import db
 from core.plugins import PluginHost
 from core.settings import Settings
 
-TEST_DB_URL = os.environ.get("CPMS_TEST_DATABASE_URL", "")
+#: Under pytest-xdist every worker process ("gw0", "gw1", ...) gets its own database, Redis
+#: database and data folder, so tests running side by side never share state.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_WORKER_NO = int(WORKER[2:]) if WORKER.startswith("gw") else 0
+BASE_DB_URL = os.environ.get("CPMS_TEST_DATABASE_URL", "")
+TEST_DB_URL = f"{BASE_DB_URL}_{WORKER}" if BASE_DB_URL and WORKER else BASE_DB_URL
+
+
+def _worker_redis_url(url: str) -> str:
+    if not url or not WORKER:
+        return url
+    base, _, number = url.rstrip("/").rpartition("/")
+    if not number.isdigit():
+        base, number = url.rstrip("/"), "0"
+    db_no = int(number) + _WORKER_NO
+    if db_no > 15:
+        raise RuntimeError(f"Redis has 16 databases; worker {WORKER} would need number {db_no}: use fewer workers")
+    return f"{base}/{db_no}"
+
+
 # With a Redis URL, sessions live in Redis for the whole run (as with several app processes).
-TEST_REDIS_URL = os.environ.get("CPMS_TEST_REDIS_URL", "")
-DATA_DIR = Path(os.environ.get("CPMS_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="cpms-test-"))
+TEST_REDIS_URL = _worker_redis_url(os.environ.get("CPMS_TEST_REDIS_URL", ""))
+_DATA_DIR_ENV = os.environ.get("CPMS_TEST_DATA_DIR")
+DATA_DIR = Path(f"{_DATA_DIR_ENV}-{WORKER}" if _DATA_DIR_ENV and WORKER else _DATA_DIR_ENV or tempfile.mkdtemp(prefix="cpms-test-"))
 EXAMPLE = "tests.example_plugin"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -28,6 +49,8 @@ def make_settings(**overrides) -> Settings:
     values = dict(
         env="test", data_dir=DATA_DIR, database_url=TEST_DB_URL, redis_url=TEST_REDIS_URL, plugin_modules=(EXAMPLE,),
         secret_key="test-secret-key-with-enough-length-0123456789",
+        # argon2id at its smallest cost; tests/test_settings.py checks the production parameters.
+        password_hashing="test-fast",
     )
     values.update(overrides)
     return Settings(**values)
@@ -51,13 +74,21 @@ async def _reset_schema(settings: Settings) -> None:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return make_settings()
+    from core.identity import passwords
+
+    settings = make_settings()
+    passwords.configure(settings)
+    return settings
 
 
 @pytest.fixture(scope="session")
 async def migrated(settings):
     from core.cli import migrate_all
 
+    if settings.uses_postgres and settings.database_url != BASE_DB_URL:
+        from tests.support.snapshot import ensure_postgres_database
+
+        await ensure_postgres_database(settings.database_url, BASE_DB_URL)
     await _reset_schema(settings)
     host = PluginHost(settings)
     db.configure(settings, host)
@@ -81,13 +112,61 @@ async def clean_db(migrated, settings):
     return migrated
 
 
-@pytest.fixture
-async def client(clean_db, settings):
+_APPS: dict[int, object] = {}
+
+
+def session_app(settings):
+    """The app for the session's ``settings``, built once: building one registers some 230
+    routes (about 0.3 s). Each test still runs its start-up and shutdown hooks."""
+    from core import db
     from core.app import create_app
 
-    app = create_app(settings)
-    async with app_client(app) as c:
+    app = _APPS.get(id(settings))
+    if app is None:
+        app = _APPS[id(settings)] = create_app(settings)
+    db.configure(settings, app.state.host)
+    return app
+
+
+@pytest.fixture
+async def client(clean_db, settings):
+    async with app_client(session_app(settings)) as c:
         yield c
+
+
+@dataclasses.dataclass
+class DemoData:
+    """What ``cpms demo`` made, as tests refer to it: user ids by demo role, patients' pseudonyms
+    in the order they were enrolled."""
+
+    users: dict[str, int]
+    patients: list[str]
+
+
+@pytest.fixture(scope="session")
+def demo_snapshot(settings, migrated):
+    from core import db
+    from tests.support import snapshot
+
+    return snapshot.build(settings, db.all_tables())
+
+
+@pytest.fixture
+async def demo(clean_db, demo_snapshot, settings) -> DemoData:
+    """The test database holding exactly the demo (``cpms demo`` run once per test process)."""
+    from core import db
+    from core.identity.tables import User
+    from core.patients.tables import Patient
+    from tests.support import snapshot
+
+    db.configure(settings, clean_db)
+    snapshot.restore(demo_snapshot, settings, db.all_tables())
+    users = {
+        u["email"].split("@")[0]: u["id"]
+        for u in await User.select(User.id, User.email).where(User.email.like("%@demo.cpms.eu"))
+    }
+    patients = [p["pseudonym"] for p in await Patient.select(Patient.pseudonym).order_by(Patient.id)]
+    return DemoData(users=users, patients=patients)
 
 
 # --- helpers -----------------------------------------------------------------------------

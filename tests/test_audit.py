@@ -5,13 +5,9 @@ import asyncio
 import csv
 import io
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +17,8 @@ from core.audit.chain import GENESIS, record, record_many, verify
 from core.audit.tables import AuditEntry
 from core.permissions import Actor
 from tests.conftest import app_client, login, make_settings, make_user
+from tests.support.cli import run_cpms
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 async def _hcp_id(name: str) -> int:
@@ -370,12 +366,7 @@ async def test_the_audit_menu_link_is_shown_to_a_dpo_only(client):
 
 
 def _cpms(settings, *args):
-    env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
-        "CPMS_DATABASE_URL": settings.database_url, "CPMS_REDIS_URL": settings.redis_url,
-        "CPMS_PLUGIN_MODULES": "tests.example_plugin",
-    }
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return run_cpms(settings, *args)
 
 
 async def test_cli_verify_exits_0_on_an_intact_chain_and_1_after_tampering(clean_db, settings):

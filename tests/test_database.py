@@ -87,6 +87,7 @@ async def test_process_killed_mid_write_loses_nothing_committed(clean_db, settin
     script = tmp_path / "writer.py"
     script.write_text(KILLED_WRITER.format(root=str(ROOT)))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CPMS_TEST_DATA_DIR": str(settings.data_dir)}
+    env.pop("PYTEST_XDIST_WORKER", None)  # these are already this worker's database and folder
     if settings.database_url:
         env["CPMS_TEST_DATABASE_URL"] = settings.database_url
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env, cwd=ROOT)

@@ -10,6 +10,7 @@ import pytest
 
 from core.events import Event
 from tests.conftest import login, make_user
+from tests.support.cli import run_cpms
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,18 +56,7 @@ async def test_failing_subscriber_does_not_lose_the_event(clean_db):
 
 
 def _cpms(settings, *args, input=None):
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "CPMS_ENV": "test",
-        "CPMS_DATA_DIR": str(settings.data_dir),
-        "CPMS_DATABASE_URL": settings.database_url,
-        "CPMS_REDIS_URL": settings.redis_url,
-        "CPMS_PLUGIN_MODULES": "tests.example_plugin",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, input=input
-    )
+    return run_cpms(settings, *args, input=input)
 
 
 async def test_cli_plugins_lists_plugins_routes_permissions(settings):

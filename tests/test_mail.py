@@ -1,17 +1,13 @@
 """Outgoing mail against a real SMTP server: delivery, queueing while it is down, retries, CLI."""
 
 import logging
-import os
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from core.mail.sender import MAX_ATTEMPTS, flush_outbox, send_mail
 from tests.conftest import make_settings
 from tests.support.smtp import SmtpServer, free_port, smtp_server  # noqa: F401  (fixture)
+from tests.support.cli import run_cpms
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def smtp_settings(port: int, host: str = "127.0.0.1"):
@@ -101,13 +97,7 @@ async def test_line_breaks_cannot_inject_headers(clean_db, smtp_server):
 
 
 def cpms(settings, *args, **extra_env):
-    env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
-        "CPMS_DATABASE_URL": settings.database_url, "CPMS_PLUGIN_MODULES": "tests.example_plugin", **extra_env,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_cpms(settings, *args, **extra_env)
 
 
 async def test_cli_outbox_lists_mails_without_bodies(clean_db, settings):

@@ -388,17 +388,15 @@ async def test_plugin_sections_appear_for_members(client):
     assert (await client.get(f"/example/panels/{pid}")).status_code == 404
 
 
-async def test_demo_panels_open_for_their_participants(client, migrated):
-    from core.demo import load_demo
+async def test_demo_panels_open_for_their_participants(client, demo):
     from core.identity import DEMO_PASSWORD
     from core.panels.tables import Panel
     from tests.conftest import enrol_totp
 
-    ctx = await load_demo(migrated)
     panels = {p["status"]: p["id"] for p in await Panel.select(Panel.id, Panel.status)}
     expected = {"hp": {"open", "submitted", "closed"}, "coordinator": {"open", "submitted", "closed"}, "expert": {"open", "closed"}}
     for role, statuses in expected.items():
-        await enrol_totp(ctx.users[role])
+        await enrol_totp(demo.users[role])
         client.cookies.clear()
         r = await login(client, f"{role}@demo.cpms.eu", DEMO_PASSWORD.format(role=role))
         assert r.status_code in (302, 303)

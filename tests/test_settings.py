@@ -70,3 +70,39 @@ def test_access_log_masks_one_time_tokens():
     plain = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, "%s", ("/patients/P123",), None)
     MaskSecretPaths().filter(plain)
     assert plain.getMessage() == "/patients/P123"
+
+
+def test_passwords_are_hashed_with_the_production_argon2id_parameters_by_default():
+    """The suite hashes with ``test-fast``; what every real deployment uses is checked here."""
+    from argon2 import extract_parameters
+
+    from core.identity import passwords
+
+    s = Settings.from_env({})
+    assert s.password_hashing == "standard"
+    try:
+        passwords.configure(s)
+        stored = passwords.hash_password("a long enough password 1")
+        params = extract_parameters(stored)
+        assert stored.startswith("$argon2id$v=19$")
+        # RFC 9106's second recommended option (argon2-cffi's default): 64 MiB, 3 passes, 4 lanes.
+        assert (params.memory_cost, params.time_cost, params.parallelism) == (65536, 3, 4)
+        assert params.hash_len == 32 and params.salt_len == 16
+        assert passwords.verify_password(stored, "a long enough password 1")
+        assert not passwords.verify_password(stored, "a long enough password 2")
+        assert not passwords.verify_password(None, "a long enough password 1")
+        # A hash made at the test cost still verifies: the cost is read from the hash.
+        fast = passwords.PasswordHasher(**passwords.PROFILES["test-fast"]).hash("x" * 12)
+        assert passwords.verify_password(fast, "x" * 12)
+    finally:
+        passwords.configure(Settings(env="test", password_hashing="test-fast"))
+
+
+def test_the_fast_password_hashing_is_refused_outside_tests():
+    for env in ("development", "production"):
+        with pytest.raises(SettingsError, match="CPMS_PASSWORD_HASHING"):
+            Settings.from_env({"CPMS_ENV": env, "CPMS_PASSWORD_HASHING": "test-fast",
+                               "CPMS_SECRET_KEY": "x" * 40})
+    with pytest.raises(SettingsError, match="CPMS_PASSWORD_HASHING"):
+        Settings.from_env({"CPMS_ENV": "test", "CPMS_PASSWORD_HASHING": "md5"})
+    assert Settings.from_env({"CPMS_ENV": "test", "CPMS_PASSWORD_HASHING": "test-fast"}).password_hashing == "test-fast"

@@ -85,17 +85,23 @@ def mailbox():
 
 
 @pytest.fixture(scope="module")
-def live_server(settings, migrated, mailbox):
-    """The real app on a free loopback port, with demo data, as `./dev demo` serves it."""
+def live_server(settings, migrated, demo_snapshot, mailbox):
+    """The real app on a free loopback port, with demo data, as `./dev demo` serves it.
+
+    Every module starts from the demo as `cpms demo` leaves it (run once per test process,
+    tests/support/snapshot.py), with a server of its own."""
+    from core import db
+    from tests.support import snapshot
+    from tests.support.cli import cli_env
+
     _need_chromium()
     port = _free_port()
-    env = {
-        **os.environ, "CPMS_SMTP_HOST": "127.0.0.1", "CPMS_SMTP_PORT": str(mailbox.port), "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
-        "CPMS_DATABASE_URL": settings.database_url, "CPMS_REDIS_URL": settings.redis_url,
-        "CPMS_PLUGIN_MODULES": "tests.example_plugin",
-        "CPMS_BASE_URL": f"http://127.0.0.1:{port}", "CPMS_SECRET_KEY": settings.secret_key,
-    }
-    subprocess.run([sys.executable, "-m", "core.cli", "demo"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    env = cli_env(
+        settings, CPMS_SMTP_HOST="127.0.0.1", CPMS_SMTP_PORT=str(mailbox.port),
+        CPMS_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    db.configure(settings, migrated)
+    snapshot.restore(demo_snapshot, settings, db.all_tables())
     log = open(settings.data_dir / f"server-{port}.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "core.cli", "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -12,7 +12,6 @@ secret key, the example plugin) through ``CPMS_*`` variables, so users made by t
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -20,18 +19,14 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.cli import cli_env
 from tests.support.smtp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def server_env(settings, port: int, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ, "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
-        "CPMS_DATABASE_URL": settings.database_url, "CPMS_REDIS_URL": settings.redis_url,
-        "CPMS_PLUGIN_MODULES": ",".join(settings.plugin_modules), "CPMS_SECRET_KEY": settings.secret_key,
-        "CPMS_BASE_URL": f"http://127.0.0.1:{port}", **extra,
-    }
+    return cli_env(settings, CPMS_BASE_URL=f"http://127.0.0.1:{port}", **extra)
 
 
 @contextlib.contextmanager

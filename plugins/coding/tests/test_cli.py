@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 from plugins.coding.tables import CodeSystem, Concept, Mapping
 from plugins.coding.tests.conftest import DATA
+from tests.support.cli import run_cpms
 
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def cpms(settings, *args):
-    env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
-        "CPMS_DATABASE_URL": settings.database_url, "CPMS_REDIS_URL": settings.redis_url,
-        "CPMS_PLUGIN_MODULES": "tests.example_plugin",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", "coding", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
-    )
+    return run_cpms(settings, "coding", *args, timeout=180)
 
 
 async def test_import_refuse_replace_and_list(clean_db, settings):

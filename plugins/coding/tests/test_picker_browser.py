@@ -3,17 +3,14 @@ the type-ahead list, its ICD-10 equivalent suggested and kept, the entry saved w
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.fixtures import ROOT
 from tests.browser.helpers import enrol_totp, log_in
+from tests.support.cli import run_cpms
 
 pytestmark = pytest.mark.browser
 
@@ -24,16 +21,8 @@ DATA = Path(__file__).parent / "data"
 def with_sample_codes(live_server, settings):
     """The demo loads the bundled terminologies (ORPHA names without alignments); the Orphanet
     sample pack brings ORPHA 95's alignments, the ICD-10 sample its ICD-10 label."""
-    env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
-        "CPMS_DATABASE_URL": settings.database_url, "CPMS_REDIS_URL": settings.redis_url,
-        "CPMS_PLUGIN_MODULES": "tests.example_plugin", "CPMS_SECRET_KEY": settings.secret_key,
-    }
     for fmt, path in (("orphanet", DATA / "orphanet_pack"), ("icd10-claml", DATA / "icd10_claml_sample.xml")):
-        done = subprocess.run(
-            [sys.executable, "-m", "core.cli", "coding", "import", fmt, str(path), "--replace"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )
+        done = run_cpms(settings, "coding", "import", fmt, str(path), "--replace")
         assert done.returncode == 0, done.stderr[-2000:]
     return live_server
 

@@ -221,17 +221,15 @@ async def test_reads_are_audited_not_each_tile(client):
     assert actions.count("pathology.view") == 1 and "pathology.facts" in actions and "pathology.upload" in actions
 
 
-async def test_demo_gives_the_first_patient_a_slide(client, migrated, settings):
-    from core.demo import load_demo
+async def test_demo_gives_the_first_patient_a_slide(client, demo, settings):
     from core.identity import DEMO_PASSWORD
     from plugins.pathology_viewer.tables import Slide
     from tests.conftest import enrol_totp
 
-    ctx = await load_demo(migrated)
-    first = ctx.extra["patients"][0]
+    first = demo.patients[0]
     rows = await Slide.select()
     assert len(rows) == 1 and rows[0]["vendor"] == "generic-tiff" and rows[0]["width"] == 4096
-    await enrol_totp(ctx.users["hp"])
+    await enrol_totp(demo.users["hp"])
     r = await login(client, "hp@demo.cpms.eu", DEMO_PASSWORD.format(role="hp"))
     assert r.status_code in (302, 303)
     section = await client.get(f"/pathology/patients/{first}", headers=HX)

@@ -477,14 +477,12 @@ async def test_restricted_record_is_shown_but_not_changed(client):
     assert r.status_code == 409 and await version_of(s["patient"]["id"]) == 1
 
 
-async def test_demo_data_gives_the_first_patient_a_three_generation_dominant_family(client, migrated):
-    from core.demo import load_demo
+async def test_demo_data_gives_the_first_patient_a_three_generation_dominant_family(client, demo):
     from core.identity import DEMO_PASSWORD
     from tests.conftest import enrol_totp
 
-    ctx = await load_demo(migrated)
-    first, second = ctx.extra["patients"][:2]
-    await enrol_totp(ctx.users["hp"])
+    first, second = demo.patients[:2]
+    await enrol_totp(demo.users["hp"])
     r = await login(client, "hp@demo.cpms.eu", DEMO_PASSWORD.format(role="hp"))
     assert r.status_code in (302, 303) and not r.headers["location"].startswith("/login")
     r = await client.get(f"/pedigree/patients/{first}", headers=HX)
