@@ -352,6 +352,24 @@ async def test_live_rendering_checks_the_viewer_again(client):
     assert not await viewer_may_see(await actor_for_user(c["weber"]), pid)
 
 
+async def test_live_rendering_stops_for_members_when_consent_is_withdrawn(client):
+    """An open stream keeps running after a withdrawal; its next event renders nothing for a member."""
+    from core.identity.sessions import actor_for_user
+    from core.panels.discussion import viewer_may_see
+    from core.panels.tables import Panel
+    from core.patients.tables import Consent
+
+    c = await cast()
+    pid = c["panel"]
+    patient = (await Panel.select(Panel.patient).where(Panel.id == pid).first())["patient"]
+    assert await viewer_may_see(await actor_for_user(c["weber"]), pid)
+    await Consent.insert(Consent(patient=patient, kind="care", status="withdrawn", form_version="v1", recorded_by=c["home"]))
+    assert not await viewer_may_see(await actor_for_user(c["weber"]), pid)
+    assert await viewer_may_see(await actor_for_user(c["home"]), pid)  # the enrolling hospital still does
+    await Consent.insert(Consent(patient=patient, kind="care", status="given", form_version="v1", recorded_by=c["home"]))
+    assert await viewer_may_see(await actor_for_user(c["weber"]), pid)
+
+
 async def _read_events(lines, wanted: str):
     """Parse the stream's lines until an event named ``wanted`` comes; returns its data."""
     event, data = None, []

@@ -43,5 +43,6 @@ for _name, _description in (
     ("panel.meeting", "A panel meeting was scheduled, moved or cancelled"),
     ("panel.outcome", "A panel you take part in reached its outcome (findings, recommendations)"),
     ("panel.status", "A panel you take part in changed status (submitted, accepted, closed...)"),
+    ("panel.consent", "A panel you lead or submitted was suspended or resumed by a change of the patient's consent"),
 ):
     register_kind(_name, _description)

@@ -48,6 +48,9 @@ class PanelCtx:
     member: dict | None = None
     #: Any of: lead, creator, member (accepted), invited, assembler, home.
     roles: set[str] = field(default_factory=set)
+    #: The patient's current consent does not allow sharing (``core.patients.consent_rules``):
+    #: only the enrolling hospital sees the panel, and it may only be cancelled or closed.
+    suspended: bool = False
 
     @property
     def id(self) -> int:
@@ -100,10 +103,15 @@ async def panel_roles(actor, panel: dict, patient_hcp: int) -> tuple[set[str], d
     return roles, member
 
 
-async def load_panel(request: Request, panel_id: int, *, full: bool = True) -> PanelCtx:
+async def load_panel(request: Request, panel_id: int, *, full: bool = True, while_suspended: bool = False) -> PanelCtx:
     """The panel for a page or action, or 404 for anyone who may not see it. With ``full``
-    an invitee who has not accepted yet is refused too (403: they know the panel exists)."""
+    an invitee who has not accepted yet is refused too (403: they know the panel exists).
+
+    Consent governs every panel route here, once: while the patient's consent does not allow
+    sharing, everyone outside the enrolling hospital is refused (403, saying why), unless the
+    route passes ``while_suspended`` (the lifecycle route, so a lead may cancel or close)."""
     from core.panels.tables import Panel
+    from core.patients.consent_rules import SUSPENDED, patient_shareable
     from core.patients.tables import Patient
 
     actor = request.scope.get("user")
@@ -116,7 +124,9 @@ async def load_panel(request: Request, panel_id: int, *, full: bool = True) -> P
     roles, member = await panel_roles(actor, panel, patient["hcp"])
     if not roles or patient["erased_at"] is not None:
         raise NotFoundException("No such panel, or you may not see it.")
-    ctx = PanelCtx(panel, patient, actor, member, roles)
+    ctx = PanelCtx(panel, patient, actor, member, roles, suspended=not await patient_shareable(patient["id"]))
+    if ctx.suspended and not ctx.sees_identity and not while_suspended:
+        raise PermissionDeniedException(SUSPENDED)
     if full and not ctx.full:
         raise PermissionDeniedException("Accept the invitation to see this panel's clinical data.")
     return ctx
@@ -165,11 +175,16 @@ async def member_ids(panel_id: int, *, include_invited: bool = False) -> set[int
 
 
 async def is_accepted_member(actor, patient_id: int) -> bool:
-    """Whether ``actor`` takes part in a panel (not cancelled) about this patient: what plugins
-    ask before showing a panel member pseudonymous data (images, slides, pedigree)."""
+    """Whether ``actor`` takes part in a panel (not cancelled) about this patient, and the
+    patient's consent allows sharing: what plugins ask before showing a panel member
+    pseudonymous data (images, slides, pedigree)."""
     from core.panels.tables import Panel, PanelMember
+    from core.patients.consent_rules import patient_shareable
 
     if actor is None or not allowed(actor, "panels.view"):
+        return False
+    # Consent first: while it does not allow sharing, no panel gives anyone the patient's data.
+    if not await patient_shareable(patient_id):
         return False
     panels = await Panel.select(Panel.id, Panel.lead, Panel.created_by).where(
         (Panel.patient == patient_id) & (Panel.status != "cancelled")

@@ -337,12 +337,18 @@ async def _viewer_roles(actor, panel_id: int) -> tuple[dict | None, set[str]]:
     if patient is None or patient["erased_at"] is not None:
         return None, set()
     roles, _ = await panel_roles(actor, panel, patient["hcp"])
+    if roles and "home" not in roles:
+        from core.patients.consent_rules import patient_shareable
+
+        if not await patient_shareable(panel["patient"]):  # suspended by consent, as in load_panel
+            return panel, set()
     return panel, roles
 
 
 async def viewer_may_see(actor, panel_id: int) -> bool:
     """Whether ``actor`` may (still) see the panel fully: checked again for every live event,
-    so a member removed meanwhile, or a panel whose patient was erased, shows nothing more."""
+    so a member removed meanwhile, a panel whose patient was erased or whose consent was
+    withdrawn, shows nothing more."""
     _, roles = await _viewer_roles(actor, panel_id)
     return bool(roles - {"invited"})
 

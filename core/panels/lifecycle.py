@@ -54,6 +54,9 @@ TRANSITIONS: dict[str, Transition] = {t.name: t for t in (
                ("creator", "lead", "assembler"), needs_note=True, danger=True),
 )}
 
+#: What may still happen to a panel suspended by the patient's consent (none shares data).
+WHILE_SUSPENDED = frozenset({"cancel", "close", "archive"})
+
 #: Notification kind and wording per action (who is told is decided in ``_audience``).
 MESSAGES = {
     "submit": "a new panel is waiting in the ERN queue",
@@ -71,7 +74,10 @@ MESSAGES = {
 
 def available(ctx: PanelCtx) -> list[Transition]:
     """The actions this actor may take on this panel now (buttons on the page)."""
-    return [t for t in TRANSITIONS.values() if ctx.panel["status"] in t.sources and ctx.has(*t.who)]
+    return [
+        t for t in TRANSITIONS.values()
+        if ctx.panel["status"] in t.sources and ctx.has(*t.who) and (not ctx.suspended or t.name in WHILE_SUSPENDED)
+    ]
 
 
 def _now() -> datetime:
@@ -160,6 +166,10 @@ async def apply(request: Request, ctx: PanelCtx, name: str, form) -> Transition:
     if t is None:
         raise HTTPException(status_code=404, detail="No such action.")
     require(ctx, *t.who, states=t.sources, what=t.label[0].lower() + t.label[1:])
+    if ctx.suspended and t.name not in WHILE_SUSPENDED:
+        from core.patients.consent_rules import SUSPENDED
+
+        raise HTTPException(status_code=409, detail=SUSPENDED.split(":")[0] + ": it may only be cancelled or closed until consent is given again.")
     check_revision(ctx, form)
     note = str(form.get("note", "") or "").strip()
     if t.needs_note and not note:
@@ -234,6 +244,8 @@ STEPS = {
     "cosigners_chosen": "Co-signers chosen",
     "outcome_signed": "Outcome signed",
     "outcome_final": "Outcome final: report filed in the patient's record",
+    "consent_suspended": "Suspended: the patient's consent no longer allows sharing",
+    "consent_resumed": "Resumed: consent allows sharing again",
 }
 
 

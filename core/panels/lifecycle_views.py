@@ -13,7 +13,8 @@ from core.web import page
 
 @post("/panels/{panel_id:int}/transition/{action:str}", opt={"permission": "panels.view"}, include_in_schema=False)
 async def transition(request: Request, panel_id: FromPath[int], action: FromPath[str]) -> Redirect | Template:
-    ctx = await load_panel(request, panel_id)
+    # A suspended panel (consent) may still be cancelled or closed by its lead: ``apply`` checks.
+    ctx = await load_panel(request, panel_id, while_suspended=True)
     form = await request.form()
     try:
         await apply(request, ctx, action, form)

@@ -16,6 +16,7 @@ from litestar.response import Redirect, Template
 from core.panels import shares
 from core.panels.access import KINDS, READ_ONLY, STATUSES, URGENCIES, PanelCtx, audit, check_revision, load_panel, require
 from core.panels.templates_store import definition_of
+from core.patients import consent_rules
 from core.patients.access import PatientRef, current_consents, has_care_consent, load_patient
 from core.web import page, visible
 
@@ -133,8 +134,12 @@ async def new_submit(request: Request) -> Template | Redirect:
         errors["ern"] = "Choose one of the patient's ERNs where you may open panels."
         ern_id = None
     consents = (await current_consents([patient["id"]])).get(patient["id"], {})
-    if not has_care_consent(consents):
-        errors["consent"] = "Without a valid Consent for Care the patient cannot be discussed in a panel."
+    if not consent_rules.allowed(consents, "panels"):
+        errors["consent"] = (
+            "Without a valid Consent for Care the patient cannot be discussed in a panel."
+            if not has_care_consent(consents) else
+            "The patient refused or withdrew sharing their data within the ERN: they cannot be discussed in a panel."
+        )
     if patient["restricted"]:
         errors["consent"] = "Processing of this record is restricted at the patient's request (GDPR)."
     template = await current_template(ern_id) if ern_id else None
@@ -392,6 +397,7 @@ async def panel_rows(scope, *, status: str = "", ern: int | None = None, urgency
     rows = await Panel.select(
         Panel.id, Panel.title, Panel.status, Panel.urgency, Panel.kind, Panel.updated_at, Panel.created_at,
         Panel.ern.acronym.as_alias("ern_acronym"), Panel.patient.nickname.as_alias("nickname"),
+        Panel.patient.id.as_alias("patient_id"), Panel.patient.hcp.as_alias("patient_hcp"),
     ).where(condition).order_by(Panel.id, ascending=False).limit(limit + 1)
     return rows[:limit], (rows[limit - 1]["id"] if len(rows) > limit else None)
 
@@ -417,6 +423,9 @@ def mine_scope(user_id: int):
 async def _list_context(request: Request, rows, next_before, **filters) -> dict:
     from core.orgs.tables import Ern
 
+    from core.panels.consent import mark_suspended
+
+    rows = await mark_suspended(request.scope.get("user"), rows)
     return {
         "rows": rows, "next_before": next_before, "filters": filters, "statuses": STATUSES, "urgencies": URGENCIES,
         "kinds": KINDS, "erns": await Ern.select(Ern.id, Ern.acronym).order_by(Ern.acronym),
@@ -478,7 +487,11 @@ async def for_patient(request: Request, pseudonym: FromPath[str]) -> Template:
     patient = await load_patient(request, pseudonym)
     rows, _ = await panel_rows(Panel.patient == patient["id"], limit=200)
     erns = await _erns_for(request.scope["user"], patient)
-    return page(request, "panels/_patient_panels.html", {"rows": rows, "patient": patient, "can_create": bool(erns), "statuses": STATUSES, "urgencies": URGENCIES})
+    shareable = await consent_rules.patient_shareable(patient["id"])
+    return page(request, "panels/_patient_panels.html", {
+        "rows": rows, "patient": patient, "can_create": bool(erns) and shareable and not patient["restricted"],
+        "consent_blocks": not shareable, "statuses": STATUSES, "urgencies": URGENCIES,
+    })
 
 
 ROUTES = [new_form, new_submit, edit_form, edit_submit, add_shares, panel_page, my_panels, queue, for_patient]

@@ -12,7 +12,9 @@ from litestar.response import Redirect, Template
 
 from core.events import Event
 from core.identity.login import client_address
+from core.panels.consent import consent_changed
 from core.patients.access import CONSENT_KINDS, CONSENT_STATUSES, load_patient
+from core.patients.consent_rules import patient_shareable
 from core.patients.documents import MAX_BYTES, store_upload
 from core.storage import UploadRejected
 
@@ -48,11 +50,16 @@ async def record_consent(request: Request, pseudonym: FromPath[str]) -> Template
             response = await _rerender(request, patient, {"form_file": exc.message}, "consents")
             response.status_code = exc.status
             return response
-    await Consent.insert(Consent(
-        patient=patient["id"], kind=kind, status=status, date=values["date"], form_version=values["form_version"],
-        recorded_by=actor.user_id, document=document_id,
-    ))
-    await audit(request, "consent.record", patient, {"kind": kind, "status": status})
+    shareable_before = await patient_shareable(patient["id"])
+    # The consent and its audit entry commit together, or neither does.
+    async with Consent._meta.db.transaction():
+        await Consent.insert(Consent(
+            patient=patient["id"], kind=kind, status=status, date=values["date"], form_version=values["form_version"],
+            recorded_by=actor.user_id, document=document_id,
+        ))
+        await audit(request, "consent.record", patient, {"kind": kind, "status": status})
+    # It takes effect at once (access asks the current consent); panels record and tell it.
+    await consent_changed(request, patient, shareable_before)
     await request.app.state.host.events.emit(
         Event("consent.changed", actor.user_id, "patient", pseudonym, {"kind": kind, "status": status}, client_address(request))
     )

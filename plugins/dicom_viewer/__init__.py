@@ -109,6 +109,12 @@ async def load_demo_data(ctx):
 
 @hookimpl
 async def handle_event(event):
+    if event.name == "consent.changed":
+        # Access decisions remembered in this process ask the consent again (other workers within
+        # the access TTL); routes themselves ask it on every page and change.
+        from plugins.dicom_viewer import access
+
+        access.forget()
     # The core erases its own tables; studies (rows and stored files) go when it hears.
     if event.name == "patient.erased" and event.subject_type == "patient":
         from plugins.dicom_viewer.store import erase

@@ -102,6 +102,15 @@ async def load_demo_data(ctx):
 
 @hookimpl
 async def handle_event(event):
+    if event.name == "consent.changed":
+        # Access decisions remembered in this process ask the consent again (other workers within
+        # the access TTL); routes themselves ask it on every page and change.
+        from plugins.pathology_viewer import access
+
+        access.forget()
+        from plugins.pathology_viewer import embed
+
+        embed.forget()
     # The core erases its own tables; slides (rows, stored files, working copies) go when it hears.
     if event.name == "patient.erased" and event.subject_type == "patient":
         from plugins.pathology_viewer.store import erase

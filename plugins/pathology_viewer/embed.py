@@ -143,6 +143,11 @@ async def check(request: Request, token: str) -> Shared:
     if patient["restricted"]:
         # GDPR restriction: the record is no longer processed, so it is not shown outside either.
         raise LinkRefused(status_code=410, detail="This slide is no longer shared.")
+    from core.patients.consent_rules import patient_shareable
+
+    if not await patient_shareable(patient["id"]):
+        # A share link shows the slide outside the hospital: the patient's consent must allow it.
+        raise LinkRefused(status_code=410, detail="This slide is no longer shared.")
     shared = Shared(link, slide, patient)
     if len(_cache) > 1024:
         _cache.clear()
