@@ -12,6 +12,7 @@ from litestar.response import Redirect, Template
 from core.events import Event
 from core.identity.login import client_address
 from core.patients import identity as ident
+from core.patients import consent_rules
 from core.patients.access import CONSENT_KINDS, PatientRef, current_consents, load_patient
 from core.patients.nicknames import unique_nickname
 from core.web import page, visible
@@ -236,6 +237,7 @@ async def patient_context(request: Request, patient: dict) -> dict:
         "documents": await documents_for(settings, patient), "document_kinds": DOCUMENT_KINDS,
         "patient": patient, "who": who, "name": ident.display_name(who), "labels": ident.LABELS, "memberships": memberships,
         "consents": consents, "kinds": CONSENT_KINDS, "sections": visible(sections, actor),
+        "shareable": consent_rules.allowed(consents, "panels"),
     }
 
 
