@@ -75,12 +75,22 @@ def security_headers_factory(production: bool):
     return factory
 
 
+def _is_automatic_options(handler: BaseRouteHandler) -> bool:
+    methods = getattr(handler, "http_methods", ())
+    qualname = getattr(getattr(handler, "fn", None), "__qualname__", "")
+    return set(methods) == {"OPTIONS"} and qualname.startswith("HTTPRoute.create_options_handler")
+
+
 async def permission_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Every route says what it needs in ``opt``: ``public``, ``authenticated`` or ``permission``."""
     # async although it awaits nothing: Litestar runs a plain-function guard in a worker thread,
     # a thread hop on every request (measured: about a third of a cached tile's time).
     opt = handler.opt
     if opt.get("public"):
+        return
+    if _is_automatic_options(handler):
+        # Litestar answers OPTIONS on every path itself (204 and an Allow header: no data, and
+        # the methods are no secret). Deliberately open, so it neither fails nor logs an error.
         return
     actor = connection.scope.get("user")
     if "permission" not in opt and not opt.get("authenticated"):

@@ -373,6 +373,33 @@ async def test_lists_filter_search_and_paginate(client):
     assert other
 
 
+async def test_the_filter_form_as_the_page_renders_it_is_accepted(client):
+    """Submitting the list's own filter form with every field left at "any" (``ern=``, ``q=``...)
+    answers the list, for the queue too; a malformed number is a clear 400, not a crash."""
+    import re
+
+    from tests.conftest import text_of
+
+    ids = await _cast()
+    patient = await make_patient(await hcp_of(ids["creator"]))
+    await make_panel(patient, ids["creator"], status="submitted", title="Filtered case")
+    for who, url in (("creator", "/panels"), ("coordinator", "/panels/queue")):
+        await as_user(client, who)
+        page = await client.get(url)
+        form = re.search(r"<form[^>]*method=\"get\"[^>]*>(.*?)</form>", page.text, re.S)
+        assert form, "the list has a filter form"
+        names = set(re.findall(r'name="(\w+)"', form.group(1)))
+        assert "ern" in names
+        r = await client.get(url, params={name: "" for name in names})
+        assert r.status_code == 200 and "Filtered case" in r.text, (url, r.status_code)
+        ern_id = (await client.get(url, params={"ern": ""})).status_code
+        assert ern_id == 200
+        for bad in ("abc", "0", "-1", "1e9", "99999999999"):
+            r = await client.get(url, params={"ern": bad})
+            assert r.status_code == 400 and "whole number" in text_of(r.text), (bad, r.status_code)
+        assert (await client.get(url, params={"before": "x"})).status_code == 400
+
+
 async def test_plugin_sections_appear_for_members(client):
     """The example plugin (tests/example_plugin) adds a tab to the panel page; its route lets
     members in through the core's access rule and keeps everyone else out."""

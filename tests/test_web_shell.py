@@ -188,3 +188,24 @@ async def test_oversized_body_is_refused(client):
     await client.get("/login")
     r = await client.post("/login", content=b"x" * (11 * 1024 * 1024), headers={"content-type": "application/x-www-form-urlencoded", "x-csrftoken": csrf_of(client)})
     assert r.status_code == 413
+
+
+async def test_options_is_answered_on_every_route_without_data_or_error_logs(client, settings, caplog):
+    """Any client may send OPTIONS: Litestar's own responder answers 204 with the allowed
+    methods, anonymous or not, and nothing is logged as an error (a flood cannot fill the log)."""
+    import logging
+
+    from tests.fixtures import session_app
+
+    app = session_app(settings)
+    paths = [r.path for r in app.routes if "{" not in r.path and not r.path.startswith("/static")]
+    paths += ["/patients/PXXXXXXXXXXX", "/panels/1", "/dicom/instances/1/frames/0/rendered", "/pathology/slides/1"]
+    assert len(paths) > 20
+    caplog.set_level(logging.WARNING)
+    for path in paths:
+        r = await client.options(path)
+        assert r.status_code == 204, (path, r.status_code)
+        assert r.content == b"" and "OPTIONS" in r.headers["allow"]
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR], caplog.records[:3]
+    # OPTIONS opens nothing else: the same paths still refuse a GET without a session
+    assert (await client.get("/panels/1", follow_redirects=False)).status_code in (302, 303, 401)

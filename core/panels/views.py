@@ -435,12 +435,24 @@ async def _list_context(request: Request, rows, next_before, **filters) -> dict:
 Status = Annotated[str, QueryParameter(max_length=20)]
 Urgency = Annotated[str, QueryParameter(max_length=10)]
 Search = Annotated[str, QueryParameter(max_length=100)]
-ErnId = Annotated[int | None, QueryParameter(ge=1, le=10**6)]
-Before = Annotated[int | None, QueryParameter(ge=1, le=10**12)]
+# Numbers arrive as text: the filter form's "any ERN" sends ``ern=`` (empty), which must mean
+# "no filter", not a 400. ``_number`` turns them into ints or refuses clearly.
+ErnId = Annotated[str, QueryParameter(query="ern", max_length=12)]
+Before = Annotated[str, QueryParameter(query="before", max_length=13)]
+
+
+def _number(raw: str, name: str, top: int) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= top:
+        raise HTTPException(status_code=400, detail=f"The filter '{name}' must be a whole number from 1 to {top:,}, or empty.")
+    return int(raw)
 
 
 @get("/panels", opt={"permission": "panels.view"}, include_in_schema=False)
-async def my_panels(request: Request, status: Status = "", ern: ErnId = None, urgency: Urgency = "", q: Search = "", before: Before = None) -> Template:
+async def my_panels(request: Request, status: Status = "", ern_text: ErnId = "", urgency: Urgency = "", q: Search = "", before_text: Before = "") -> Template:
+    ern, before = _number(ern_text, "ern", 10**6), _number(before_text, "before", 10**12)
     from core.panels.tables import PanelMember
 
     actor = request.scope["user"]
@@ -463,7 +475,8 @@ async def my_panels(request: Request, status: Status = "", ern: ErnId = None, ur
 
 
 @get("/panels/queue", opt={"permission": "panels.assemble"}, include_in_schema=False)
-async def queue(request: Request, status: Status = "", ern: ErnId = None, urgency: Urgency = "", q: Search = "", before: Before = None) -> Template:
+async def queue(request: Request, status: Status = "", ern_text: ErnId = "", urgency: Urgency = "", q: Search = "", before_text: Before = "") -> Template:
+    ern, before = _number(ern_text, "ern", 10**6), _number(before_text, "before", 10**12)
     from core.panels.tables import Panel
 
     actor = request.scope["user"]
