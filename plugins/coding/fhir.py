@@ -116,9 +116,11 @@ class Params:
         if not found:
             return default
         value = found[0]
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 10.0 is ten; 2.5 is refused below
         try:
-            number = int(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
+            number = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+        except (TypeError, ValueError, OverflowError):
             number = None
         if number is None or not low <= number <= high:
             raise FhirError(400, "invalid", f"The parameter {name} must be a whole number from {low} to {high}.", name)
@@ -157,10 +159,12 @@ async def _from_body(request: Request) -> Params:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (FHIR_JSON, "application/json"):
         raise FhirError(415, "not-supported", "Send a Parameters resource as application/fhir+json.")
+    from core.jsonbody import JsonRejected, parse
+
     try:
-        body = json.loads(await request.body() or b"null")
-    except ValueError:
-        raise FhirError(400, "structure", "The body is not valid JSON.") from None
+        body = parse(await request.body())
+    except JsonRejected as exc:
+        raise FhirError(exc.status, "structure" if exc.status == 400 else "too-costly", exc.detail) from None
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise FhirError(400, "structure", "The body must be a Parameters resource.")
     items = body.get("parameter", [])

@@ -109,13 +109,12 @@ async def listing(instance_ids: list[int], actor, may_edit: bool) -> list[dict]:
 
 
 async def _body(request: Request) -> tuple[dict | None, Response | None]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return None, problem(413, f"An annotation is at most {MAX_BODY // 1024} KB of JSON.")
+    from core.jsonbody import JsonRejected, parse
+
     try:
-        data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return None, problem(400, "The body must be JSON.")
+        data = parse(await request.body(), max_bytes=MAX_BODY, what="An annotation")
+    except JsonRejected as exc:
+        return None, problem(exc.status, exc.detail)
     if not isinstance(data, dict):
         return None, problem(422, "The body must be a JSON object with kind, frame, geometry and text.")
     return data, None

@@ -432,8 +432,6 @@ async def import_file(request: Request, pseudonym: FromPath[str]) -> Template | 
     """Replace the tree by a PED or GA4GH FHIR file (a new version: undo brings the old tree back).
     Ids from the file may be names, so every person gets a new internal id; PED needs the proband's id."""
     async def apply(work, form, labels, current):
-        import json
-
         from plugins.pedigree.fhir import import_bundle
         from plugins.pedigree.ped import import_ped
 
@@ -454,12 +452,13 @@ async def import_file(request: Request, pseudonym: FromPath[str]) -> Template | 
                 raise PedigreeError(["Give the PED id of the patient (the proband), as written in the file."])
             new.individuals[proband].proband = True
         elif fmt == "fhir":
+            from core.jsonbody import JsonRejected, parse
+
             try:
-                new = import_bundle(json.loads(text))
-            except ValueError as exc:
-                if isinstance(exc, PedigreeError):
-                    raise
-                raise PedigreeError(["The file is not JSON."]) from None
+                data = parse(text, max_bytes=MAX_IMPORT * 4, max_depth=64, what="The file")
+            except JsonRejected as exc:
+                raise PedigreeError([exc.detail]) from None
+            new = import_bundle(data)
         else:
             raise PedigreeError(["Import formats: ped, fhir."])
         if sum(i.proband for i in new.individuals.values()) != 1:

@@ -234,3 +234,26 @@ async def test_fhir_operations_need_the_search_permission(client, sample_termino
         r = await client.get(url, params={"system": ORPHA, "url": ORPHA, "code": "95"})
         assert_outcome(r, 403, "forbidden")
         assert "Friedreich" not in r.text
+
+
+async def test_hostile_json_and_numbers_get_an_operation_outcome_not_a_crash(hp):
+    """Thousands of brackets, Infinity, 1e999, NaN and fractions in a Parameters body: 400 with an
+    OperationOutcome, never a 500 (RecursionError, OverflowError)."""
+    headers = {"content-type": FHIR, "x-csrftoken": csrf_of(hp)}
+    expand = '{"resourceType": "Parameters", "parameter": [{"name": "url", "valueUri": "%s"}, {"name": "count", "valueInteger": %s}]}'
+    bodies = [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"resourceType": "Parameters", "parameter": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        (expand % (ORPHA, "Infinity")).encode(), (expand % (ORPHA, "-Infinity")).encode(), (expand % (ORPHA, "NaN")).encode(),
+        (expand % (ORPHA, "1e999")).encode(), (expand % (ORPHA, "1" * 5000)).encode(), (expand % (ORPHA, "2.5")).encode(),
+        (expand % (ORPHA, "1e300")).encode(),
+    ]
+    for body in bodies:
+        for op in ("/fhir/ValueSet/$expand", "/fhir/CodeSystem/$lookup", "/fhir/CodeSystem/$validate-code"):
+            r = await hp.post(op, content=body, headers=headers)
+            assert r.status_code == 400, (op, body[:60], r.status_code, r.text[:200])
+            assert r.headers["content-type"].startswith(FHIR) and r.json()["resourceType"] == "OperationOutcome"
+    # an integral float is still a whole number
+    r = await hp.post("/fhir/ValueSet/$expand", content=(expand % (ORPHA, "2.0")).encode(), headers=headers)
+    assert r.status_code == 200 and len(r.json()["expansion"]["contains"]) == 2
+

@@ -165,8 +165,10 @@ async def test_bad_input_is_refused_with_a_problem_and_nothing_is_stored(client)
         assert r.status_code == status, (kind, points, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
         assert words in r.json()["detail"], (words, r.json())
-    for raw, status in ((b"not json", 400), (b"[1, 2]", 422), (b'{"kind": "length", "geometry": {"points": [[NaN, 1], [2, 2]]}}', 422),
-                        (b'{"kind": "length", "geometry": [[1, 1], [2, 2]]}', 422), (b"{" + b" " * 20000 + b"}", 413)):
+    for raw, status in ((b"not json", 400), (b"[1, 2]", 422), (b'{"kind": "length", "geometry": {"points": [[NaN, 1], [2, 2]]}}', 400),
+                        (b'{"kind": "length", "geometry": {"points": [[1e999, 1], [2, 2]]}}', 400),
+                        (b"[" * 5000 + b"]" * 5000, 400), (b'{"a":' * 2000 + b"1" + b"}" * 2000, 400),
+                        (b'{"kind": "length", "geometry": [[1, 1], [2, 2]]}', 422), (b"{" + b" " * 300_000 + b"}", 413)):
         r = await create(client, iid, "", [], raw=raw)
         assert r.status_code == status, (raw[:40], r.text)
     # an instance that does not exist, or a deletion of nothing
