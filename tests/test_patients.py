@@ -281,6 +281,46 @@ async def test_restriction_and_erasure_carried_out_by_the_dpo(client, settings):
     assert len(await _events("patient.erased")) == 1
 
 
+async def test_rectification_is_recorded_corrected_and_told_to_the_panel(client, settings):
+    """GDPR Art. 16: the HP records what the patient holds inaccurate; the DPO records what was
+    corrected (a note is required); panel members the data was disclosed to are told (Art. 19)."""
+    from core.app import create_app
+    from core.audit.tables import AuditEntry
+    from core.notify.tables import Notification
+    from core.patients.tables import GdprRequest
+    from tests.conftest import app_client
+    from tests.panels_support import make_panel
+
+    hp = await make_user("hp@example.org")
+    await make_user("dpo@example.org", roles=[("dpo", None)])
+    expert = await make_user("expert@example.org", hcp="Far Hospital")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    patient = await Patient.select().where(Patient.pseudonym == pseudonym).first()
+    await make_panel({"id": patient["id"]}, hp, members=[expert])
+    short = await post_form(client, f"/patients/{pseudonym}/gdpr", {"kind": "rectify", "reason": "x"})
+    assert short.status_code == 422 and "what the patient holds to be inaccurate" in short.text
+    r = await post_form(client, f"/patients/{pseudonym}/gdpr", {"kind": "rectify", "reason": "Date of birth is 2001-03-04, not 2001-04-03"})
+    assert r.status_code == 303
+    [req] = await GdprRequest.select()
+    assert req["kind"] == "rectify" and req["status"] == "recorded"
+    async with app_client(create_app(settings)) as dpo:
+        await login(dpo, "dpo@example.org")
+        queue = await dpo.get("/gdpr")
+        assert "Rectification of inaccurate data" in queue.text and "Record as rectified" in queue.text
+        assert (await post_form(dpo, f"/gdpr/{req['id']}/carry-out", {"note": ""})).status_code == 422
+        assert (await GdprRequest.select().first())["status"] == "recorded"
+        assert (await post_form(dpo, f"/gdpr/{req['id']}/carry-out", {"note": "Date of birth corrected"})).status_code == 303
+    done = await GdprRequest.select().first()
+    assert done["status"] == "carried_out" and done["note"] == "Date of birth corrected"
+    assert (await Patient.select().where(Patient.id == patient["id"]).first())["restricted"] is False
+    actions = [a["action"] for a in await AuditEntry.select(AuditEntry.action).where(AuditEntry.patient_pseudonym == pseudonym)]
+    assert "patient.gdpr_request" in actions and "patient.gdpr_carried_out" in actions
+    assert len(await _events("patient.rectified")) == 1
+    told = await Notification.select().where(Notification.user == expert)
+    assert len(told) == 1 and "rectified" in told[0]["title"] and "Zebulon" not in told[0]["title"] + told[0]["body"]
+
+
 async def test_consent_with_its_signed_form(client):
     from core.patients.tables import Document
     from tests.conftest import csrf_of

@@ -56,3 +56,18 @@ async def mark_suspended(actor, rows: list[dict]) -> list[dict]:
                 row["title"] = SUSPENDED_TITLE
         out.append(row)
     return out
+
+
+async def tell_recipients(request: Request, patient_id: int, what: str) -> int:
+    """GDPR Art. 19: tell everyone the patient's data was disclosed to through a panel (lead,
+    creator, accepted members of panels not cancelled) about a rectification; returns how many."""
+    from core.panels import notices
+    from core.panels.tables import Panel, PanelMember
+
+    told = 0
+    for panel in await Panel.select().where((Panel.patient == patient_id) & (Panel.status != "cancelled")):
+        members = await PanelMember.select(PanelMember.user).where(
+            (PanelMember.panel == panel["id"]) & (PanelMember.status == "accepted"))
+        people = {panel["lead"], panel["created_by"]} | {m["user"] for m in members}
+        told += await notices.tell(request, panel, people, "panel.status", what)
+    return told

@@ -31,9 +31,11 @@ def register_event_types():
         EventType("patient.updated", "A patient's identity or clinical record changed"),
         EventType("consent.changed", "A consent was given, refused or withdrawn"),
         EventType("document.uploaded", "A file was added to a patient's record"),
-        EventType("patient.gdpr_requested", "An erasure or restriction request was recorded"),
+        EventType("patient.gdpr_requested", "An erasure, restriction or rectification request was recorded"),
         EventType("patient.erased", "A patient's data was erased (GDPR); the pseudonymous audit remains"),
         EventType("patient.restriction_changed", "Processing of a patient's data was restricted or the restriction lifted"),
+        EventType("patient.rectified", "Inaccurate data of a patient was rectified at their request (GDPR Art. 16)"),
+        EventType("patient.gdpr_decided", "A data-protection request was refused"),
     ]
 
 

@@ -1,7 +1,12 @@
-"""GDPR erasure and restriction: requests are recorded on the record, and the hospital's
-data-protection officer carries them out where the law allows (or refuses with the legal
-reason, e.g. a retention duty). The audit trail is kept in every case; it names the patient
-by pseudonym only.
+"""GDPR erasure, restriction and rectification: requests are recorded on the record, and the
+hospital's data-protection officer carries them out where the law allows (or refuses with the
+legal reason, e.g. a retention duty, or data found accurate). The audit trail is kept in every
+case; it names the patient by pseudonym only.
+
+Rectification (Art. 16): the request says what the patient holds to be inaccurate; the clinicians
+correct the record through its ordinary, audited editing; the DPO then carries the request out
+with a note of what was corrected. Art. 19: everyone the data was disclosed to through a panel
+(its lead, creator and accepted members) is told that the record was rectified, by pseudonym.
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ from core.identity.sessions import now
 from core.patients.access import load_patient
 from core.web import page
 
-KINDS = {"erasure": "Erasure (right to be forgotten)", "restriction": "Restriction of processing"}
+KINDS = {
+    "erasure": "Erasure (right to be forgotten)",
+    "restriction": "Restriction of processing",
+    # (the key is short: GdprRequest.kind is 12 characters)
+    "rectify": "Rectification of inaccurate data",
+}
 DECIDE = "patients.gdpr.decide"
 
 
@@ -33,9 +43,12 @@ async def record_request(request: Request, pseudonym: FromPath[str]) -> Template
     reason = str(form.get("reason", "")).strip()
     errors = {}
     if kind not in KINDS:
-        errors["kind"] = "Choose erasure or restriction."
+        errors["kind"] = "Choose erasure, restriction or rectification."
     if not 5 <= len(reason) <= 2000:
-        errors["reason"] = "Say how the patient asked (5 to 2,000 characters)."
+        errors["reason"] = (
+            "Say what the patient holds to be inaccurate, and how they asked (5 to 2,000 characters)."
+            if kind == "rectify" else "Say how the patient asked (5 to 2,000 characters)."
+        )
     if errors:
         return await _rerender(request, patient, errors, "gdpr")
     row = GdprRequest(patient=patient["id"], kind=kind, reason=reason, requested_by=request.scope["user"].user_id)
@@ -101,6 +114,8 @@ async def decide(request: Request, request_id: FromPath[int], decision: FromPath
         raise NotFoundException("Only a restriction can be lifted.")
     if decision == "refuse" and len(note) < 5:
         return page(request, "patients/gdpr_queue.html", {"requests": list(mine.values()), "kinds": KINDS, "error": "Give the legal reason for refusing."}, status_code=422)
+    if decision == "carry-out" and item["kind"] == "rectify" and len(note) < 5:
+        return page(request, "patients/gdpr_queue.html", {"requests": list(mine.values()), "kinds": KINDS, "error": "Say what was corrected in the record."}, status_code=422)
     done = await GdprRequest.update({
         GdprRequest.status: wanted[1], GdprRequest.decided_by: actor.user_id, GdprRequest.decided_at: now(), GdprRequest.note: note,
     }).where((GdprRequest.id == request_id) & (GdprRequest.status == wanted[0])).returning(GdprRequest.patient)
@@ -117,10 +132,19 @@ async def decide(request: Request, request_id: FromPath[int], decision: FromPath
         f"patient.gdpr_{wanted[1]}", patient_pseudonym=item["pseudonym"], patient_hcp=actor.hcp_id, actor=actor,
         address=client_address(request), detail={"kind": item["kind"], "request": request_id},
     )
+    if item["kind"] == "rectify":
+        name = "patient.rectified" if wanted[1] == "carried_out" else "patient.gdpr_decided"
+    elif item["kind"] == "erasure" and wanted[1] == "carried_out":
+        name = "patient.erased"
+    else:
+        name = "patient.restriction_changed"
     await request.app.state.host.events.emit(Event(
-        "patient.erased" if (item["kind"] == "erasure" and wanted[1] == "carried_out") else "patient.restriction_changed",
-        actor.user_id, "patient", item["pseudonym"], {"kind": item["kind"], "status": wanted[1]}, client_address(request),
+        name, actor.user_id, "patient", item["pseudonym"], {"kind": item["kind"], "status": wanted[1]}, client_address(request),
     ))
+    if item["kind"] == "rectify" and wanted[1] == "carried_out":
+        from core.panels.consent import tell_recipients
+
+        await tell_recipients(request, patient_id, "the patient's record was rectified at their request (GDPR Art. 16): check the shared data again")
     return Redirect("/gdpr", status_code=303)
 
 
