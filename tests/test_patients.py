@@ -387,3 +387,47 @@ async def _coded_entries_through_a_code_search_plugin(client):
     assert r.status_code == 303
     free = await post_form(client, f"/patients/{pseudonym}/record/diagnoses", {"label": "Unexplained ataxia", "system": "", "code": "", "status": "suspected"})
     assert free.status_code == 303
+
+
+async def test_printable_consent_form_per_ern(client):
+    """A blank PDF per ERN naming the network and every consent kind with its effect, linked
+    from the enrolment form and the patient's consent section; 404 for an unknown network."""
+    from core.orgs.tables import Ern
+    from core.patients.access import CONSENT_KINDS
+    from core.patients.consent_form import version_for
+
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    rnd = await Ern.select().where(Ern.acronym == "ERN RND").first()
+    new = await client.get("/patients/new")
+    assert f'href="/patients/consent-form/{rnd["id"]}"' in new.text
+    r = await client.get(f"/patients/consent-form/{rnd['id']}")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    assert r.headers["content-disposition"] == 'attachment; filename="consent-form-ERN-RND.pdf"'
+    assert r.content.startswith(b"%PDF-")
+    text = _pdf_text(r.content)
+    assert rnd["name"] in text and version_for("ERN RND") in text
+    for label in CONSENT_KINDS.values():
+        assert label in text, label
+    assert "withdrawal takes effect at once" in text and "I do not agree" in text
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    page = await client.get(f"/patients/{pseudonym}")
+    assert f'href="/patients/consent-form/{rnd["id"]}"' in page.text
+    assert (await client.get("/patients/consent-form/999999")).status_code == 404
+    client.cookies.clear()
+    assert (await client.get(f"/patients/consent-form/{rnd['id']}", follow_redirects=False)).status_code in (302, 303, 401)
+
+
+def _pdf_text(data: bytes) -> str:
+    """The text of a PDF made by fpdf2 (its content streams are zlib-compressed), joined."""
+    import re
+    import zlib
+
+    out = []
+    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        try:
+            raw = zlib.decompress(stream)
+        except zlib.error:
+            raw = stream
+        out.extend(t.decode("latin-1") for t in re.findall(rb"\((.*?)(?<!\\)\)\s*Tj", raw))
+    return re.sub(r"\s+", " ", " ".join(out)).replace("\\(", "(").replace("\\)", ")")

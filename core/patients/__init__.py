@@ -46,9 +46,9 @@ def menu_links(actor):
 
 @hookimpl
 def register_routes():
-    from core.patients import clinical, consent, documents, gdpr, gdpr_export, records
+    from core.patients import clinical, consent, consent_form, documents, gdpr, gdpr_export, records
 
-    return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES, *documents.ROUTES, *gdpr.ROUTES, *gdpr_export.ROUTES]
+    return [*records.ROUTES, *clinical.ROUTES, *consent.ROUTES, *consent_form.ROUTES, *documents.ROUTES, *gdpr.ROUTES, *gdpr_export.ROUTES]
 
 
 @hookimpl

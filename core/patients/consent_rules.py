@@ -27,6 +27,32 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "research_contact": (("research",), ()),
 }
 
+#: What each kind means for the patient, in plain words (the printed consent form uses them):
+#: kind -> (what agreeing allows, what refusing or withdrawing changes).
+EXPLAINED: dict[str, tuple[str, str]] = {
+    "care": (
+        "Your treating hospital records your data in CPMS and may ask experts of the European Reference "
+        "Network about your care in a virtual panel. Outside the hospital you are known only by a nickname: "
+        "experts never see your name, date of birth or contact details.",
+        "No panel can discuss you. Panels already under way stop at once: the experts lose access to your data. "
+        "Your hospital keeps your medical record as the law requires.",
+    ),
+    "sharing": (
+        "The experts of a panel may see the data your hospital chooses to share for the discussion "
+        "(summary, diagnoses, test results, images, slides, family tree), always without your identity.",
+        "As for care: no panel, and panels under way stop at once for everyone outside your hospital.",
+    ),
+    "registry": (
+        "Anonymised data about your condition may be included in the registries of the Network and used for "
+        "research approved by the Network's coordinators. Researchers never see your name or nickname.",
+        "You are left out of the registries and of every research query from then on.",
+    ),
+    "research": (
+        "Your hospital may contact you about research studies you could take part in.",
+        "You will not be contacted about research.",
+    ),
+}
+
 #: Shown to a panel member who is refused because of consent.
 SUSPENDED = (
     "This panel is suspended: the patient's current consent does not allow sharing their data "

@@ -225,7 +225,9 @@ async def patient_context(request: Request, patient: dict) -> dict:
     host = request.app.state.host
     actor = request.scope["user"]
     who = ident.decrypt_identity(settings, patient["pseudonym"], patient["identity"])
-    memberships = await PatientErn.select(PatientErn.ern.acronym.as_alias("acronym"), PatientErn.enrolled_at).where(PatientErn.patient == patient["id"])
+    memberships = await PatientErn.select(
+        PatientErn.ern.acronym.as_alias("acronym"), PatientErn.ern.as_alias("ern_id"), PatientErn.enrolled_at,
+    ).where(PatientErn.patient == patient["id"])
     consents = (await current_consents([patient["id"]])).get(patient["id"], {})
     sections = [s for _, secs in host.results_by_plugin("patient_sections", patient=ref(patient), actor=actor) for s in secs]
     from core.patients.documents import KINDS as DOCUMENT_KINDS, documents_for
