@@ -66,16 +66,23 @@ class PluginHostInit(InitPluginProtocol):
         return app_config
 
     async def on_shutdown(self, app: Litestar) -> None:
+        sweeper = getattr(app.state, "sweeper", None)
+        if sweeper is not None:
+            await sweeper.stop()
         await db.close_pool()
 
     async def on_startup(self, app: Litestar) -> None:
         from core.identity import sync_role_permissions
+        from core.sweeper import BackgroundSweeper
 
         try:
             await db.open_pool()
             await sync_role_permissions(self.host)
         except Exception:  # serve anyway: /healthz then reports the database as unreachable
             log.exception("database unreachable at start-up; default grants not synchronised")
+        # Working files of a killed process (original uploads among them) go before serving.
+        app.state.sweeper = BackgroundSweeper(self.host, self.host.settings)
+        await app.state.sweeper.start()
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -95,6 +95,37 @@ def build_cli(host=None) -> click.Group:
         for role in ctx.users:
             click.echo(f"  {role}@demo.cpms.eu / {DEMO_PASSWORD.format(role=role)}")
 
+    @cli.group(help="The encrypted file store.")
+    def storage():
+        pass
+
+    @storage.command("check", help="Compare stored files with the rows that refer to them; --repair removes orphans.")
+    @click.option("--repair", is_flag=True, help="Remove orphaned files older than the grace period, and abandoned working files.")
+    @click.option("--grace-hours", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                  help="Orphans younger than this are kept (an upload may be about to commit).")
+    def storage_check(repair, grace_hours):
+        from datetime import timedelta
+
+        from core import db
+        from core.sweeper import check_storage, sweep_working
+
+        h = host or _host()
+
+        async def run():
+            try:
+                swept = await sweep_working(h, h.settings) if repair else 0
+                return swept, await check_storage(h, h.settings, repair=repair, grace=timedelta(hours=grace_hours))
+            finally:
+                await db.close_pool()
+
+        swept, report = asyncio.run(run())
+        if swept:
+            click.echo(f"{swept} abandoned working file(s) or folder(s) removed")
+        for line in report.lines():
+            click.echo(line)
+        if any(report.missing.values()) or (report.orphans and not repair):
+            sys.exit(1)
+
     @cli.command(help="Create a user account.")
     @click.option("--email", required=True)
     @click.option("--name", required=True)

@@ -92,3 +92,19 @@ def load_demo_data(ctx):
 @hookspec
 def extra_template_vars(request):
     """Return a dict of extra variables for every page rendered for ``request``."""
+
+
+@hookspec
+def storage_keys():
+    """Return (or await) the keys of files in the core store (``core.storage``) that this plugin's
+    rows refer to. The storage check (``core.sweeper``, ``cpms storage check``) treats a stored file
+    that no plugin claims as an orphan and removes it after a grace period: a plugin that stores
+    files must implement this."""
+
+
+@hookspec
+def sweep_working_files(settings):
+    """Remove this plugin's working files that a killed process left (uploads in progress, original
+    files before de-identification; see ``core.workfiles``) and return (or await) how many were
+    removed. Called at start-up and periodically."""
+

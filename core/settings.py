@@ -70,6 +70,8 @@ class Settings:
     #: Video-conference room for panel meetings; ``{room}`` becomes a random, unguessable name.
     meeting_url_template: str = "https://meet.jit.si/cpms-{room}"
 
+    #: Seconds between sweeps of abandoned working files (and a daily check of the store); 0: only at start-up.
+    sweep_interval: int = 600
     #: Password hashing cost: ``standard`` (argon2id, RFC 9106) or ``test-fast`` (tests only).
     password_hashing: str = "standard"
 

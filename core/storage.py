@@ -29,7 +29,6 @@ import re
 import secrets
 import struct
 import tempfile
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,7 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from litestar.exceptions import HTTPException
 
-from core import crypto
+from core import crypto, workfiles
 
 log = logging.getLogger("cpms.storage")
 
@@ -363,6 +362,7 @@ class Storage:
     def _create_temp(self) -> tuple[BinaryIO, Path]:
         # Same folder as the final files, so the final move is an atomic rename; mode 0600.
         fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=self.root)
+        workfiles.lock_fd(fd)  # held until closed: a sweeper sees a live upload (core/workfiles.py)
         return os.fdopen(fd, "wb"), Path(name)
 
     def _commit(self, fh: BinaryIO, temp: Path, final: Path) -> None:
@@ -438,16 +438,16 @@ class Storage:
     async def cleanup_temp(self, older_than: timedelta = timedelta(hours=1)) -> int:
         """Remove temporary files of uploads that a killed process left; returns how many.
 
-        Call at start-up. Uploads in progress write continually, so a temporary file untouched
-        for ``older_than`` belongs to no live upload.
+        Called at start-up and periodically (``core.sweeper``). The writing process holds a lock on
+        its temporary file, so one whose lock can be taken belongs to no live upload and goes at
+        once; ``older_than`` is the fallback where locks are not available.
         """
 
         def sweep() -> int:
-            limit = time.time() - older_than.total_seconds()
             removed = 0
             for temp in self.root.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
                 try:
-                    if temp.stat().st_mtime <= limit:
+                    if workfiles.abandoned(temp, older_than=older_than.total_seconds()):
                         temp.unlink()
                         removed += 1
                 except FileNotFoundError:

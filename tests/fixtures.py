@@ -51,6 +51,8 @@ def make_settings(**overrides) -> Settings:
         secret_key="test-secret-key-with-enough-length-0123456789",
         # argon2id at its smallest cost; tests/test_settings.py checks the production parameters.
         password_hashing="test-fast",
+        # The periodic sweep runs in tests that ask for it (tests/test_sweeper.py); the start-up one always.
+        sweep_interval=0,
     )
     values.update(overrides)
     return Settings(**values)

@@ -437,8 +437,8 @@ Urgency = Annotated[str, QueryParameter(max_length=10)]
 Search = Annotated[str, QueryParameter(max_length=100)]
 # Numbers arrive as text: the filter form's "any ERN" sends ``ern=`` (empty), which must mean
 # "no filter", not a 400. ``_number`` turns them into ints or refuses clearly.
-ErnId = Annotated[str, QueryParameter(query="ern", max_length=12)]
-Before = Annotated[str, QueryParameter(query="before", max_length=13)]
+ErnId = Annotated[str, QueryParameter(name="ern", max_length=12)]
+Before = Annotated[str, QueryParameter(name="before", max_length=13)]
 
 
 def _number(raw: str, name: str, top: int) -> int | None:

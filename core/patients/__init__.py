@@ -64,3 +64,12 @@ async def load_demo_data(ctx):
     from core.patients.demo import load
 
     await load(ctx)
+
+
+@hookimpl
+async def storage_keys():
+    """Documents: uploads, signed consent forms, outcome reports filed in the record."""
+    from core.patients.tables import Document
+
+    return {row["storage_key"] for row in await Document.select(Document.storage_key)}
+

@@ -120,3 +120,20 @@ async def handle_event(event):
         from plugins.dicom_viewer.store import erase
 
         await erase(event.subject_id)
+
+
+@hookimpl
+async def storage_keys():
+    from plugins.dicom_viewer.tables import Instance
+
+    return {row["file_key"] for row in await Instance.select(Instance.file_key)}
+
+
+@hookimpl
+async def sweep_working_files(settings):
+    from anyio import to_thread
+
+    from plugins.dicom_viewer.store import sweep_incoming
+
+    return await to_thread.run_sync(sweep_incoming, settings)
+

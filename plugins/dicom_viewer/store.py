@@ -53,6 +53,7 @@ from anyio import to_thread
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from core import workfiles
 from plugins.dicom_viewer import access, deid, files, index
 
 HKDF_INFO = b"cpms dicom de-identification v1"
@@ -191,6 +192,7 @@ def new_folder(settings) -> Path:
     sweep_incoming(settings)
     folder = root / f"{INCOMING}{secrets.token_hex(8)}"
     folder.mkdir(mode=0o700)
+    workfiles.hold_folder(folder)  # a killed process's folder is then swept at once (core/workfiles.py)
     (folder / "in").mkdir(mode=0o700)
     (folder / "out").mkdir(mode=0o700)
     return folder
@@ -211,8 +213,9 @@ def _newest_mtime(folder: Path) -> float:
 
 def sweep_incoming(settings, older_than: float = STALE_AFTER) -> int:
     """Remove upload folders (holding original, identifying files) that an interrupted process left in
-    ``<data dir>/dicom-incoming/``: those in which nothing changed for ``older_than`` seconds. Returns
-    how many were removed. Called at the start of every upload; blocking (call it in a worker thread)."""
+    ``<data dir>/dicom-incoming/``: those whose owner lock is free (the process died), or, for a folder
+    without one, in which nothing changed for ``older_than`` seconds. Returns how many were removed.
+    Called at the start of every upload and by the core's sweeper; blocking (call it in a worker thread)."""
     import time
 
     root = incoming_root(settings)
@@ -227,7 +230,9 @@ def sweep_incoming(settings, older_than: float = STALE_AFTER) -> int:
                     child.unlink()
                     removed += 1
                 continue
-            if child.stat().st_mtime < limit and _newest_mtime(child) < limit:
+            if workfiles.abandoned(child, older_than=older_than) if (child / workfiles.OWNER).exists() else (
+                child.stat().st_mtime < limit and _newest_mtime(child) < limit
+            ):
                 shutil.rmtree(child, ignore_errors=True)
                 removed += 1
         except OSError:
@@ -239,7 +244,7 @@ def discard(folder: Path) -> None:
     """Remove an upload's folder. Call it synchronously in a ``finally``: when the request is
     cancelled (the client went away, the server stops) an ``await`` there would be cancelled too and
     leave the original files behind."""
-    shutil.rmtree(folder, ignore_errors=True)
+    workfiles.remove_folder(folder)
 
 
 def _relative(name: str, n: int) -> str:

@@ -116,3 +116,20 @@ async def handle_event(event):
         from plugins.pathology_viewer.store import erase
 
         await erase(event.subject_id)
+
+
+@hookimpl
+async def storage_keys():
+    from plugins.pathology_viewer.tables import Slide
+
+    return {row["file_key"] for row in await Slide.select(Slide.file_key)}
+
+
+@hookimpl
+async def sweep_working_files(settings):
+    from anyio import to_thread
+
+    from plugins.pathology_viewer.slides import cache_root, sweep_incoming
+
+    return await to_thread.run_sync(sweep_incoming, cache_root(settings))
+

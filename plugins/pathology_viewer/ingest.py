@@ -22,7 +22,6 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
 import stat
 import zipfile
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from anyio import to_thread
 
+from core import workfiles
 from plugins.pathology_viewer import slides
 
 WRITE_BLOCK = 1024 * 1024
@@ -66,6 +66,7 @@ class Checked:
 def new_folder(settings) -> Path:
     folder = slides.cache_root(settings) / f"{slides.INCOMING_PREFIX}{secrets.token_hex(8)}"
     folder.mkdir(mode=0o700)
+    workfiles.hold_folder(folder)  # a killed process's folder is then swept at once (core/workfiles.py)
     return folder
 
 
@@ -345,7 +346,7 @@ def check(got: Received, settings) -> Checked:
 
 
 def discard(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    workfiles.remove_folder(folder)
 
 
 # --- storing ------------------------------------------------------------------------------------

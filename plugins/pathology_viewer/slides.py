@@ -147,6 +147,30 @@ def slide_properties(slide: dict) -> dict[str, str]:
 # --- working copies ------------------------------------------------------------------------
 
 
+def sweep_incoming(root: Path, older_than: float = 3600.0) -> int:
+    """Remove what uploads or decryptions interrupted by a killed process left in the cache folder:
+    upload folders whose owner lock is free (core/workfiles.py), anything else untouched for
+    ``older_than`` seconds (a live one writes continually). Returns how many were removed."""
+    from core import workfiles
+
+    removed = 0
+    for child in root.glob(f"{INCOMING_PREFIX}*"):
+        try:
+            if child.is_dir() and (child / workfiles.OWNER).exists():
+                gone = workfiles.abandoned(child, older_than=older_than)
+            else:
+                gone = child.stat().st_mtime < time.time() - older_than
+            if gone:
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def cache_root(settings) -> Path:
     root = Path(settings.data_dir) / CACHE_FOLDER
     if not root.is_dir():
@@ -208,16 +232,8 @@ class SlideFiles:
         self._sweep_incoming()
         self._touched: dict[str, float] = {}
 
-    def _sweep_incoming(self, older_than: float = 3600.0) -> None:
-        """Remove what uploads or decryptions interrupted by a killed process left (untouched for an hour:
-        a live one writes continually)."""
-        limit = time.time() - older_than
-        for child in self.root.glob(f"{INCOMING_PREFIX}*"):
-            try:
-                if child.stat().st_mtime < limit:
-                    shutil.rmtree(child, ignore_errors=True)
-            except OSError:
-                continue
+    def _sweep_incoming(self, older_than: float = 3600.0) -> int:
+        return sweep_incoming(self.root, older_than)
 
     # --- working copy ---
 

@@ -30,8 +30,11 @@ def _record(page, base: str, pseudonym: str, kind: str, status: str) -> None:
     form.get_by_label("Status").select_option(status)
     form.get_by_label("Date").fill("2026-12-07")
     form.get_by_label("Form version").fill("ERN-RND consent v3.1")
-    form.get_by_role("button", name="Record consent").click()
-    page.wait_for_url(re.compile(rf"/patients/{pseudonym}"))
+    # The page's URL already matches: wait for the POST's answer itself (303 to the record).
+    with page.expect_response(lambda r: r.url.endswith("/consents") and r.request.method == "POST") as answer:
+        form.get_by_role("button", name="Record consent").click()
+    assert answer.value.status == 303
+    page.wait_for_load_state()
 
 
 def test_withdrawn_consent_suspends_the_panel_for_the_expert_and_given_again_resumes_it(live_server, discussed, browser):

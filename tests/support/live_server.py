@@ -37,6 +37,13 @@ def live_app(settings, *, startup_timeout: float = 30.0, **extra_env: str):
     waits for every open response to finish, and a live-update stream only ends by itself
     after its lifetime.
     """
+    with live_app_process(settings, startup_timeout=startup_timeout, **extra_env) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def live_app_process(settings, *, startup_timeout: float = 30.0, **extra_env: str):
+    """As ``live_app``, yielding ``(base_url, process)``: for tests that kill the server."""
     port = free_port()
     log_path = Path(settings.data_dir) / f"server-{port}.log"
     log = open(log_path, "w")
@@ -61,7 +68,7 @@ def live_app(settings, *, startup_timeout: float = 30.0, **extra_env: str):
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not start: " + log_path.read_text()[-2000:])
             time.sleep(0.1)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
