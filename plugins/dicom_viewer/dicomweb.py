@@ -598,15 +598,17 @@ async def store_instances(request: Request, pseudonym: FromPath[str]) -> Respons
             raise HTTPException(status_code=400, detail="The request holds no instance.")
         received = store.Received(folder, parts=parts)
         try:
-            outcome = await store.ingest(settings, patient, received, actor.user_id)
+            outcome = await store.ingest(
+                settings, patient, received, actor.user_id,
+                audit=lambda done: _audit(request, patient, role, "dicom.upload", {
+                    "upload": done.upload_id, "stored": done.stored, "counts": done.counts}),
+            )
         except store.IngestError as exc:
             raise HTTPException(status_code=exc.status, detail=exc.message) from exc
     finally:
         # Synchronous on purpose: an await here would be cancelled with the request, leaving the
         # original files behind.
         store.discard(folder)
-    await _audit(request, patient, role, "dicom.upload", {"upload": outcome.upload_id, "stored": outcome.stored,
-                                                          "counts": outcome.counts})
     if outcome.stored:
         await request.app.state.host.events.emit(Event(
             "dicom.study_uploaded", actor.user_id, "patient", patient["pseudonym"],

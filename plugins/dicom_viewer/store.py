@@ -580,9 +580,11 @@ def _result_dict(r: files.FileResult) -> dict:
             "sop_class_uid": r.sop_class_uid, "size": r.size}
 
 
-async def ingest(settings, patient: dict, received: Received, uploaded_by: int | None) -> Outcome:
+async def ingest(settings, patient: dict, received: Received, uploaded_by: int | None, audit=None) -> Outcome:
     """De-identify and store every instance of a received upload; see the module's docstring.
-    IngestError when nothing could be stored for a reason that concerns the whole upload."""
+    IngestError when nothing could be stored for a reason that concerns the whole upload.
+    ``audit(outcome)``, if given, is awaited inside the transaction that writes the rows, so the
+    rows and their audit entry commit together or not at all."""
     from core.storage import Storage, UploadRejected
     from plugins.dicom_viewer.tables import Instance
 
@@ -610,7 +612,7 @@ async def ingest(settings, patient: dict, received: Received, uploaded_by: int |
                 raise IngestError(f"An instance could not be stored: {exc.message}", exc.status) from exc
             stored_keys.append(stored.key)
             keys.append(stored)
-        upload_id, study_ids = await _write_rows(patient, prepared, keys, results, uploaded_by, kid, cfg.dates)
+        upload_id, study_ids = await _write_rows(patient, prepared, keys, results, uploaded_by, kid, cfg.dates, audit)
         committed = True
     finally:
         if not committed and stored_keys:
@@ -629,8 +631,8 @@ async def _chunks(path: Path):
 
 
 async def _write_rows(patient: dict, prepared: list[Prepared], stored: list, results: list[dict],
-                      uploaded_by: int | None, kid: str, dates: str) -> tuple[int, list[int]]:
-    """Every row of one upload, in one transaction."""
+                      uploaded_by: int | None, kid: str, dates: str, audit=None) -> tuple[int, list[int]]:
+    """Every row of one upload, and its audit entry, in one transaction."""
     from plugins.dicom_viewer.tables import Instance, Series, Study, Upload
 
     touched: list[int] = []
@@ -696,6 +698,8 @@ async def _write_rows(patient: dict, prepared: list[Prepared], stored: list, res
             {"n": i + 1, "status": r["status"], "message": r["message"][:300], "instance": r.get("instance")}
             for i, r in enumerate(results)]))
         await upload.save()
+        if audit is not None:
+            await audit(Outcome(upload.id, results, touched, len(prepared)))
     return upload.id, touched
 
 

@@ -182,13 +182,15 @@ async def ingest_request(request: Request, patient: dict) -> store.Outcome:
     folder = await to_thread.run_sync(store.new_folder, settings)
     try:
         got = await store.receive(request, settings, folder)
-        outcome = await store.ingest(settings, patient, got, request.scope["user"].user_id)
+        outcome = await store.ingest(
+            settings, patient, got, request.scope["user"].user_id,
+            audit=lambda done: _audit_patient(request, "dicom.upload", patient, {
+                "upload": done.upload_id, "stored": done.stored, "counts": done.counts}),
+        )
     finally:
         # Synchronous on purpose: when the request is cancelled (the client went away, the server
         # stops) an await here would be cancelled too, leaving the original files behind.
         store.discard(folder)
-    await _audit_patient(request, "dicom.upload", patient, {"upload": outcome.upload_id, "stored": outcome.stored,
-                                                            "counts": outcome.counts})
     if outcome.stored:
         await request.app.state.host.events.emit(Event(
             "dicom.study_uploaded", request.scope["user"].user_id, "patient", patient["pseudonym"],

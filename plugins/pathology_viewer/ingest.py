@@ -352,9 +352,10 @@ def discard(folder: Path) -> None:
 # --- storing ------------------------------------------------------------------------------------
 
 
-async def commit(settings, patient: dict, got: Received, title: str, uploaded_by: int | None) -> dict:
+async def commit(settings, patient: dict, got: Received, title: str, uploaded_by: int | None, audit=None) -> dict:
     """Check a received upload and store it: the encrypted original, the working copy, the row.
-    Returns the row; IngestError (and nothing stored) when refused."""
+    Returns the row; IngestError (and nothing stored) when refused. ``audit(row)``, if given, is
+    awaited in the transaction that saves the row: both commit, or neither."""
     from core.storage import Storage, UploadRejected
     from plugins.pathology_viewer import store
     from plugins.pathology_viewer.tables import Slide
@@ -391,13 +392,18 @@ async def commit(settings, patient: dict, got: Received, title: str, uploaded_by
             mpp_x=facts["mpp_x"], mpp_y=facts["mpp_y"], objective_power=facts["objective_power"],
             properties=facts["properties"], associated=facts["associated"],
         )
-        await row.save()
+        result = {"id": None, "size": stored.size, "vendor": facts["vendor"], "file_key": stored.key}
+        async with Slide._meta.db.transaction():
+            await row.save()
+            result["id"] = row.id
+            if audit is not None:
+                await audit(result)
         stored_key = None  # the row owns it now
     finally:
         # Nothing half-stored: the stored file and working copy go unless another row uses the same file.
         if stored_key is not None:
             await store.remove_files([settings], {stored_key})
-    return {"id": row.id, "size": stored.size, "vendor": facts["vendor"], "file_key": stored.key}
+    return result
 
 
 async def receive_file(settings, path: Path, folder: Path) -> Received:

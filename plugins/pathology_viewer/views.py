@@ -141,13 +141,16 @@ async def ingest_upload(request: Request, settings, patient: dict) -> int:
     folder = await to_thread.run_sync(ingest.new_folder, settings)
     try:
         got = await ingest.receive(request, settings, folder)
-        row = await ingest.commit(settings, patient, got, got.fields.get("title", ""), request.scope["user"].user_id)
+        row = await ingest.commit(
+            settings, patient, got, got.fields.get("title", ""), request.scope["user"].user_id,
+            # in the row's transaction: a slide is never committed without its audit entry
+            audit=lambda new: _audit_patient(request, "pathology.upload", patient, {
+                "slide": new["id"], "size": new["size"], "vendor": new["vendor"]}),
+        )
     finally:
         # Synchronous on purpose: when the client goes away mid-upload the task is cancelled, and an
         # await here would be cancelled too, leaving the partial upload behind.
         ingest.discard(folder)
-    await _audit_patient(request, "pathology.upload", patient, {"slide": row["id"], "size": row["size"],
-                                                              "vendor": row["vendor"]})
     await request.app.state.host.events.emit(Event(
         "pathology.slide_uploaded", request.scope["user"].user_id, "patient", patient["pseudonym"],
         {"slide": row["id"]}, client_address(request)))

@@ -301,3 +301,27 @@ async def test_stored_results_and_the_results_page_carry_no_file_name(client, se
             assert part not in page.text, part
     section = await client.get(s["base"])
     assert section.status_code == 200 and not any(part in section.text for part in SECRET_PARTS)
+
+
+async def test_instances_are_never_committed_without_their_audit_entry(client, settings, monkeypatch):
+    """Rows of an upload and its audit entry share one transaction: if the audit entry cannot be
+    written, no study, series, instance or upload row stays, and the stored files are removed."""
+    from core.patients import records
+    from plugins.dicom_viewer.tests.support import ct_zip, home, rows, upload
+
+    s = await home(client)
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("the audit trail is unreachable")
+
+    monkeypatch.setattr(records, "audit", broken)
+    files_before = sorted(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file())
+    try:
+        await upload(client, s, [("study.zip", ct_zip(3, 32))])
+    except RuntimeError:
+        pass
+    assert all(n == 0 for n in (await rows()).values()), await rows()
+    assert sorted(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file()) == files_before
+    monkeypatch.undo()
+    r = await upload(client, s, [("study.zip", ct_zip(3, 32))])
+    assert r.status_code in (201, 303) and (await rows())["instances"] == 3
