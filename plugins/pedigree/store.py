@@ -40,9 +40,11 @@ async def load(patient: dict) -> Current:
 
 
 async def save(patient: dict, current: Current, expected: int, new: Pedigree, action: str, actor_id: int | None,
-               parent=...) -> int:
+               parent=..., audit=None) -> int:
     """Store ``new`` as the version after ``expected``; returns the new version number.
-    ``parent`` (default: ``expected``) is the version the change started from (undo passes another, or None)."""
+    ``parent`` (default: ``expected``) is the version the change started from (undo passes another, or None).
+    ``audit(version)``, if given, is awaited in the same transaction: the change and its audit entry
+    commit together or not at all."""
     from core.identity.sessions import now
     from plugins.pedigree.tables import PedigreeRecord, PedigreeVersion
 
@@ -74,6 +76,8 @@ async def save(patient: dict, current: Current, expected: int, new: Pedigree, ac
         await PedigreeVersion.insert(PedigreeVersion(
             pedigree=record_id, version=version, parent=expected if parent is ... else parent, action=action[:100],
             data=data, created_by=actor_id))
+        if audit is not None:
+            await audit(version)
     return version
 
 

@@ -36,9 +36,10 @@ LIMITS = {"note": 500, "gender_identity": 40, "label": 300, "code": 64, "gene": 
 MAX_GENOTYPES = 10
 MAX_PEOPLE = 500  # a family tree drawn by hand; beyond this something is wrong
 ZYGOSITIES = ("", "heterozygous", "homozygous", "hemizygous", "compound heterozygous", "mosaic")
-FORMATS = {"svg": "image/svg+xml", "png": "image/png", "pdf": "application/pdf", "ped": "text/plain; charset=utf-8",
+# Text types without a charset: Litestar adds "; charset=utf-8" itself (given here too, it was sent twice).
+FORMATS = {"svg": "image/svg+xml", "png": "image/png", "pdf": "application/pdf", "ped": "text/plain",
            "fhir": "application/fhir+json", "phenopacket": "application/json",
-           "canrisk": "text/plain; charset=utf-8"}
+           "canrisk": "text/plain"}
 MAX_IMPORT = 1_000_000  # characters of an imported PED or FHIR file
 
 
@@ -279,8 +280,10 @@ def _version_of(form) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) < 10 else None
 
 
-async def _change(request: Request, pseudonym: str, apply, *, editing_on_error: str | None = None):
-    """Load, apply ``apply(pedigree, form, labels) -> action`` to a copy, validate, store; or explain why not."""
+async def _change(request: Request, pseudonym: str, apply, *, editing_on_error: str | None = None,
+                  notes: list[str] | None = None):
+    """Load, apply ``apply(pedigree, form, labels) -> action`` to a copy, validate, store; or explain why not.
+    ``notes`` (filled by ``apply``: what an import changed or left out) are shown with the result."""
     from core.identity.login import client_address
 
     patient = await _patient(request, pseudonym, EDIT)
@@ -300,19 +303,22 @@ async def _change(request: Request, pseudonym: str, apply, *, editing_on_error: 
     actor = request.scope["user"]
     try:
         action, new, parent = await apply(work, form, labels, current)
-        version = await store.save(patient, current, expected, new, action, actor.user_id, parent)
+        version = await store.save(
+            patient, current, expected, new, action, actor.user_id, parent,
+            audit=lambda v: _audit(request, "pedigree.change", patient, {"version": v, "action": action[:100]}),
+        )
     except PedigreeError as exc:
         return await _view(request, patient, current, errors=exc.problems, status=422, editing=editing_on_error,
                      form=dict(form) if editing_on_error else None)
     except store.Stale:
         return await _view(request, patient, await store.load(patient), errors=[stale], status=409)
-    await _audit(request, "pedigree.change", patient, {"version": version, "action": action})
     await request.app.state.host.events.emit(Event(
         "pedigree.changed", actor.user_id, "patient", patient["pseudonym"], {"version": version, "action": action},
         client_address(request)))
     if not is_fragment_request(request):
         return Redirect(f"/pedigree/patients/{patient['pseudonym']}", status_code=303)
-    return await _view(request, patient, await store.load(patient), message=f"Saved: {action} (version {version}).")
+    note = (" " + " ".join(notes)) if notes else ""
+    return await _view(request, patient, await store.load(patient), message=f"Saved: {action} (version {version}).{note}")
 
 
 def _who(form, key: str = "of") -> str:
@@ -443,7 +449,7 @@ async def import_file(request: Request, pseudonym: FromPath[str]) -> Template | 
         if len(text) > MAX_IMPORT:
             raise PedigreeError([f"The file is larger than {MAX_IMPORT} characters."])
         if fmt == "ped":
-            families = import_ped(text)
+            families = import_ped(text, notes=notes)
             if len(families) != 1:
                 raise PedigreeError([f"The file holds {len(families)} families; import one at a time."])
             new = families[0]
@@ -465,9 +471,11 @@ async def import_file(request: Request, pseudonym: FromPath[str]) -> Template | 
             raise PedigreeError(["The imported family must have exactly one proband (the patient)."])
         if len(new.individuals) > MAX_PEOPLE:
             raise PedigreeError([f"A family tree holds at most {MAX_PEOPLE} people."])
+        notes.append("People were given new ids (i1, i2…) and the family id became FAM1: ids in files often carry names.")
         return f"import {fmt.upper()} ({len(new.individuals)} people)", edit.rekey(new), ...
 
-    return await _change(request, pseudonym, apply)
+    notes: list[str] = []
+    return await _change(request, pseudonym, apply, notes=notes)
 
 
 @post(BASE + "/partnerships", opt={"permission": EDIT}, include_in_schema=False)

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import login, make_user, post_form
+from tests.conftest import login, make_user, post_form, text_of
 from tests.panels_support import hcp_of, make_panel, make_patient
 
 HX = {"HX-Request": "true"}
@@ -285,6 +285,7 @@ async def test_exports_svg_pdf_ped_and_privacy(client):
     assert all(f"({label}) Tj".encode() in drawn for label in ("I-1", "II-2", "III-3", "IV-1"))
     ped = await client.get(s["base"] + "/export/ped")
     assert ped.status_code == 200 and ped.text.startswith("# lossy:")
+    assert ped.headers["content-type"] == "text/plain; charset=utf-8"  # once, not repeated
     family = import_ped(ped.text)[0]
     assert len(family.individuals) == 8 and all("-" in i for i in family.individuals)  # labels, not internal ids
     section = await client.get(s["base"], headers=HX)
@@ -409,6 +410,7 @@ async def test_fhir_export_imports_back_and_ped_import_rekeys(client):
     r = await post_form(client, s["base"] + "/import", {"version": 5, "format": "ped", "proband": "Alice"},
                         files={"file": ("family.ped", ped.encode(), "text/plain")}, headers=HX)
     assert r.status_code == 200, r.text[:400]
+    assert "family id became FAM1" in text_of(r.text)  # what the import changed is said
     data, _ = await stored(s["patient"]["id"])
     assert sorted(i["id"] for i in data["individuals"]) == ["i1", "i2", "i3"] and "Alice" not in json.dumps(data)
     assert next(i for i in data["individuals"] if i["proband"])["id"] == "i3"
@@ -539,3 +541,27 @@ async def test_a_legend_condition_is_renamed_recoded_and_removed(client):
     r = await post_form(client, base + "/undo", {"version": await version_of(pid)}, headers=HX)
     data, _ = await stored(pid)
     assert [c["id"] for c in data["conditions"]] == ["c1", "c2"] and data["individuals"][0]["conditions"]["c2"] == "carrier"
+
+
+async def test_a_plink_genotype_file_imports_with_what_it_left_out_said(client):
+    """A LINKAGE/PLINK file with genotype columns, one known parent and a cousin marriage: one
+    condition (not one per allele column), the missing parent added, the couple marked, and the
+    page says all of it. The file picker offers .fam files too."""
+    s = await home_setup(client)
+    section = await client.get(s["base"], headers=HX)
+    assert 'accept=".json,.ped,.fam,.txt"' in section.text
+    ped = (
+        "FAMX gf 0 0 1 1 A A\nFAMX gm 0 0 2 1 A C\nFAMX s1 gf gm 1 1 A C\nFAMX s2 gf gm 2 1 C C\n"
+        "FAMX c1 s1 0 1 1 A A\nFAMX c2 0 s2 2 1 A C\nFAMX kid c1 c2 1 2 A C\n"
+    )
+    r = await post_form(client, s["base"] + "/import", {"version": 0, "format": "ped", "proband": "kid"},
+                        files={"file": ("family.fam", ped.encode(), "text/plain")}, headers=HX)
+    assert r.status_code == 200, r.text[:400]
+    said = text_of(r.text)
+    assert "genotypes for 1 marker(s)" in said and "added as people of unknown status" in said
+    assert "share an ancestor: marked consanguineous" in said
+    data, _ = await stored(s["patient"]["id"])
+    assert [c["id"] for c in data["conditions"]] == ["phenotype"]
+    assert sum(1 for p in data["partnerships"] if p["consanguineous"]) == 1
+    assert len(data["individuals"]) == 9  # seven in the file, two parents added
+
