@@ -7,7 +7,7 @@ import subprocess
 
 from core import db
 from core.patients.tables import ChangeLog, Consent, Diagnosis, GeneticFinding, Patient
-from tests.conftest import login, make_user, post_form
+from tests.conftest import csrf_of, login, make_user, post_form
 
 SECRET_NAME = "Zebulon"
 SECRET_FAMILY = "Quatermain-Oyelaran"
@@ -431,3 +431,49 @@ def _pdf_text(data: bytes) -> str:
             raw = stream
         out.extend(t.decode("latin-1") for t in re.findall(rb"\((.*?)(?<!\\)\)\s*Tj", raw))
     return re.sub(r"\s+", " ", " ".join(out)).replace("\\(", "(").replace("\\)", ")")
+
+
+async def _snapshot_of_patient_data() -> dict:
+    from core.patients.tables import ClinicalNote, Document, GdprRequest
+
+    return {
+        "patients": [(p["pseudonym"], p["summary"]) for p in await Patient.select(Patient.pseudonym, Patient.summary)],
+        "changes": await ChangeLog.count(), "consents": await Consent.count(), "diagnoses": await Diagnosis.count(),
+        "notes": await ClinicalNote.count(), "documents": await Document.count(), "gdpr": await GdprRequest.count(),
+    }
+
+
+async def test_no_change_of_patient_data_commits_without_its_audit_entry(client, monkeypatch):
+    """Each kind of write with the audit trail failing (as a crash between the two would): nothing of
+    the write stays. The enrolment, the summary, a coded entry, a note, a consent, a document, a
+    GDPR request."""
+    from core.audit import chain
+
+    await make_user("hp@example.org")
+    await login(client, "hp@example.org")
+    pseudonym = (await enrol(client)).headers["location"].rsplit("/", 1)[1]
+    base = f"/patients/{pseudonym}"
+    writes = [
+        ("/patients/new", None),
+        (f"{base}/summary", {"summary": "Changed while the audit trail is down"}),
+        (f"{base}/record/diagnoses", {"label": "Friedreich ataxia", "system": "ORPHA", "code": "95", "status": "confirmed"}),
+        (f"{base}/notes", {"text": "A note"}),
+        (f"{base}/consents", {"kind": "research", "status": "given", "date": "2026-11-02", "form_version": "v1"}),
+        (f"{base}/gdpr", {"kind": "restriction", "reason": "Letter from the patient"}),
+    ]
+    before = await _snapshot_of_patient_data()
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("the audit trail is unreachable")
+
+    monkeypatch.setattr(chain, "record", broken)
+    for url, data in writes:
+        r = await (enrol(client, local_record_number="MRN-OTHER", given_name="Other") if data is None else post_form(client, url, data))
+        assert r.status_code >= 500, (url, r.status_code)
+        assert await _snapshot_of_patient_data() == before, url
+    r = await client.post(f"{base}/documents", data={"kind": "lab_report", "title": "t", "_csrf_token": csrf_of(client)},
+                          files={"file": ("r.pdf", PDF, "application/pdf")})
+    assert r.status_code >= 500 and await _snapshot_of_patient_data() == before
+    monkeypatch.undo()
+    r = await post_form(client, f"{base}/summary", {"summary": "Changed with the trail up"})
+    assert r.status_code == 303 and (await _snapshot_of_patient_data())["changes"] == before["changes"] + 1

@@ -139,7 +139,9 @@ def _seal(settings, pseudonym: str, value) -> str:
 
 
 async def log_changes(request: Request, patient: dict, entity: str, entity_id: int | None, old: dict, new: dict) -> int:
-    """Keep one history row per changed field; returns how many fields changed."""
+    """Keep one history row per changed field, and the change's audit entry; returns how many fields
+    changed. Call it inside the transaction of the change itself: the change, its history and its
+    audit entry then commit together or not at all."""
     from core.patients.tables import ChangeLog
 
     settings = request.app.state.settings
@@ -154,16 +156,17 @@ async def log_changes(request: Request, patient: dict, entity: str, entity_id: i
         if _shown(old.get(field)) != _shown(new[field])
     ]
     if rows:
+        from core.patients.records import audit
+
         await ChangeLog.insert(*rows)
+        await audit(request, "patient.update", patient, {"what": entity, "fields": len(rows)})
     return len(rows)
 
 
 async def _changed(request: Request, patient: dict, what: str, count: int) -> None:
-    from core.patients.records import audit
-
+    """After the commit: tell plugins (the audit entry was written with the change)."""
     if not count:
         return
-    await audit(request, "patient.update", patient, {"what": what, "fields": count})
     await request.app.state.host.events.emit(
         Event("patient.updated", request.scope["user"].user_id, "patient", patient["pseudonym"], {"what": what}, client_address(request))
     )
@@ -303,8 +306,12 @@ async def add_note(request: Request, pseudonym: FromPath[str]) -> Template | Red
     text = str((await request.form()).get("text", "")).strip()
     if not 1 <= len(text) <= 10000:
         return await _rerender(request, patient, {"text": "Write a note (at most 10,000 characters)."}, "notes")
-    note = ClinicalNote(patient=patient["id"], text=text, author=request.scope["user"].user_id)
-    await note.save()
+    from core.patients.records import audit
+
+    async with ClinicalNote._meta.db.transaction():
+        note = ClinicalNote(patient=patient["id"], text=text, author=request.scope["user"].user_id)
+        await note.save()
+        await audit(request, "patient.update", patient, {"what": "notes", "fields": 1})
     await _changed(request, patient, "notes", 1)
     return Redirect(f"/patients/{pseudonym}#notes", status_code=303)
 

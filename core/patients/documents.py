@@ -60,15 +60,16 @@ async def store_upload(request: Request, patient: dict, upload: UploadFile, kind
             filename=ring.encrypt(filename, _context(patient["pseudonym"])), content_type=stored.content_type,
             size=stored.size, sha256=stored.sha256, storage_key=stored.key, uploaded_by=request.scope["user"].user_id,
         )
-        await doc.save()
+        async with Document._meta.db.transaction():
+            await doc.save()
+            from core.patients.records import audit
+
+            await audit(request, "document.upload", patient, {"document": doc.id, "kind": kind, "size": stored.size})
     except BaseException:
         # No row, no file: unless another document holds the same content.
         if not await Document.exists().where(Document.storage_key == stored.key):
             await storage.delete(stored.key)
         raise
-    from core.patients.records import audit
-
-    await audit(request, "document.upload", patient, {"document": doc.id, "kind": kind, "size": stored.size})
     await request.app.state.host.events.emit(
         Event("document.uploaded", request.scope["user"].user_id, "patient", patient["pseudonym"], {"document": doc.id, "kind": kind}, client_address(request))
     )

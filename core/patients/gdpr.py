@@ -51,9 +51,10 @@ async def record_request(request: Request, pseudonym: FromPath[str]) -> Template
         )
     if errors:
         return await _rerender(request, patient, errors, "gdpr")
-    row = GdprRequest(patient=patient["id"], kind=kind, reason=reason, requested_by=request.scope["user"].user_id)
-    await row.save()
-    await audit(request, "patient.gdpr_request", patient, {"kind": kind, "request": row.id})
+    async with GdprRequest._meta.db.transaction():
+        row = GdprRequest(patient=patient["id"], kind=kind, reason=reason, requested_by=request.scope["user"].user_id)
+        await row.save()
+        await audit(request, "patient.gdpr_request", patient, {"kind": kind, "request": row.id})
     await request.app.state.host.events.emit(
         Event("patient.gdpr_requested", request.scope["user"].user_id, "patient", pseudonym, {"kind": kind}, client_address(request))
     )
@@ -74,12 +75,12 @@ async def queue(request: Request) -> Template:
     return page(request, "patients/gdpr_queue.html", {"requests": await _queue(request.scope["user"]), "kinds": KINDS})
 
 
-async def erase(settings, patient_id: int) -> int:
-    """Delete identity, clinical record and files; keep the pseudonymous shell for the audit."""
+async def erase_rows(patient_id: int) -> list[str]:
+    """Delete identity, clinical record and documents' rows, keeping the pseudonymous shell for the
+    audit; returns the storage keys that lost their row. Call inside the decision's transaction."""
     from core.patients.tables import (
         ChangeLog, ClinicalNote, Consent, Diagnosis, Document, GeneticFinding, Medication, Patient, Phenotype,
     )
-    from core.storage import Storage
 
     docs = await Document.select(Document.storage_key).where(Document.patient == patient_id)
     async with Patient._meta.db.transaction():
@@ -88,12 +89,25 @@ async def erase(settings, patient_id: int) -> int:
         await Patient.update({
             Patient.identity: "", Patient.summary: "", Patient.dup_record: "", Patient.dup_name_dob: "", Patient.erased_at: now(),
         }).where(Patient.id == patient_id)
+    return [d["storage_key"] for d in docs]
+
+
+async def remove_files(settings, keys: list[str]) -> int:
+    """After the commit: the erased documents' files, unless another row holds the same content."""
+    from core.patients.tables import Document
+    from core.storage import Storage
+
     storage = Storage(settings)
     removed = 0
-    for doc in docs:
-        if not await Document.exists().where(Document.storage_key == doc["storage_key"]):
-            removed += int(await storage.delete(doc["storage_key"]))
+    for key in keys:
+        if not await Document.exists().where(Document.storage_key == key):
+            removed += int(await storage.delete(key))
     return removed
+
+
+async def erase(settings, patient_id: int) -> int:
+    """Delete identity, clinical record and files; keep the pseudonymous shell for the audit."""
+    return await remove_files(settings, await erase_rows(patient_id))
 
 
 @post("/gdpr/{request_id:int}/{decision:str}", opt={"permission": DECIDE}, include_in_schema=False)
@@ -116,22 +130,29 @@ async def decide(request: Request, request_id: FromPath[int], decision: FromPath
         return page(request, "patients/gdpr_queue.html", {"requests": list(mine.values()), "kinds": KINDS, "error": "Give the legal reason for refusing."}, status_code=422)
     if decision == "carry-out" and item["kind"] == "rectify" and len(note) < 5:
         return page(request, "patients/gdpr_queue.html", {"requests": list(mine.values()), "kinds": KINDS, "error": "Say what was corrected in the record."}, status_code=422)
-    done = await GdprRequest.update({
-        GdprRequest.status: wanted[1], GdprRequest.decided_by: actor.user_id, GdprRequest.decided_at: now(), GdprRequest.note: note,
-    }).where((GdprRequest.id == request_id) & (GdprRequest.status == wanted[0])).returning(GdprRequest.patient)
+    # The decision, its effect on the record and its audit entry commit together (an erasure's
+    # files go after the commit: a file no row refers to is an orphan the storage check removes).
+    erased_keys: list[str] = []
+    async with GdprRequest._meta.db.transaction():
+        done = await GdprRequest.update({
+            GdprRequest.status: wanted[1], GdprRequest.decided_by: actor.user_id, GdprRequest.decided_at: now(), GdprRequest.note: note,
+        }).where((GdprRequest.id == request_id) & (GdprRequest.status == wanted[0])).returning(GdprRequest.patient)
+        if done:
+            patient_id = done[0]["patient"]
+            if wanted[1] == "carried_out" and item["kind"] == "restriction":
+                await Patient.update({Patient.restricted: True}).where(Patient.id == patient_id)
+            elif wanted[1] == "lifted":
+                await Patient.update({Patient.restricted: False}).where(Patient.id == patient_id)
+            elif wanted[1] == "carried_out" and item["kind"] == "erasure":
+                erased_keys = await erase_rows(patient_id)
+            await record(
+                f"patient.gdpr_{wanted[1]}", patient_pseudonym=item["pseudonym"], patient_hcp=actor.hcp_id, actor=actor,
+                address=client_address(request), detail={"kind": item["kind"], "request": request_id},
+            )
     if not done:
         return page(request, "patients/gdpr_queue.html", {"requests": list(mine.values()), "kinds": KINDS, "error": "This request was already decided."}, status_code=409)
-    patient_id = done[0]["patient"]
-    if wanted[1] == "carried_out" and item["kind"] == "restriction":
-        await Patient.update({Patient.restricted: True}).where(Patient.id == patient_id)
-    elif wanted[1] == "lifted":
-        await Patient.update({Patient.restricted: False}).where(Patient.id == patient_id)
-    elif wanted[1] == "carried_out" and item["kind"] == "erasure":
-        await erase(request.app.state.settings, patient_id)
-    await record(
-        f"patient.gdpr_{wanted[1]}", patient_pseudonym=item["pseudonym"], patient_hcp=actor.hcp_id, actor=actor,
-        address=client_address(request), detail={"kind": item["kind"], "request": request_id},
-    )
+    if wanted[1] == "carried_out" and item["kind"] == "erasure":
+        await remove_files(request.app.state.settings, erased_keys)
     if item["kind"] == "rectify":
         name = "patient.rectified" if wanted[1] == "carried_out" else "patient.gdpr_decided"
     elif item["kind"] == "erasure" and wanted[1] == "carried_out":

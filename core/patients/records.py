@@ -192,8 +192,8 @@ async def enrol_submit(request: Request) -> Template | Redirect:
             for k, s in extra_consents
         ]
         await Consent.insert(*consents)
-    row = {"id": patient.id, "pseudonym": pseudonym, "nickname": nickname, "hcp": actor.hcp_id}
-    await audit(request, "patient.enrol", row, {"ern": ern_id})
+        row = {"id": patient.id, "pseudonym": pseudonym, "nickname": nickname, "hcp": actor.hcp_id}
+        await audit(request, "patient.enrol", row, {"ern": ern_id})  # commits with the enrolment
     await host.events.emit(Event("patient.enrolled", actor.user_id, "patient", pseudonym, {"ern": ern_id}, client_address(request)))
     return Redirect(f"/patients/{pseudonym}")
 
