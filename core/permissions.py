@@ -72,6 +72,8 @@ class Actor:
     #: Whether the user has a second factor enrolled, and whether their roles demand one.
     mfa_enabled: bool = False
     mfa_required: bool = False
+    #: This session's login passed a second factor at a trusted OpenID provider (its acr/amr).
+    mfa_by_provider: bool = False
 
     @property
     def role_names(self) -> frozenset[str]:

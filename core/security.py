@@ -99,7 +99,7 @@ async def permission_guard(connection: ASGIConnection, handler: BaseRouteHandler
         raise PermissionDeniedException("This address is not available.")
     if actor is None:
         raise NotAuthorizedException("Please log in.")
-    if actor.mfa_required and not actor.mfa_enabled and not opt.get("mfa_setup"):
+    if actor.mfa_required and not (actor.mfa_enabled or actor.mfa_by_provider) and not opt.get("mfa_setup"):
         from core.identity.mfa import MfaSetupRequired
 
         raise MfaSetupRequired("Set up two-step login first: your roles give access to patient data.")

@@ -67,6 +67,10 @@ class Settings:
     oidc_client_id: str = ""
     oidc_client_secret: str = ""
     oidc_label: str = "EU Login"
+    #: A login at the provider whose ``acr`` is one of these, or whose ``amr`` holds one of these,
+    #: counts as the second factor: CPMS then asks for no TOTP code of its own.
+    oidc_trusted_acr: tuple[str, ...] = ()
+    oidc_trusted_amr: tuple[str, ...] = ()
     #: Video-conference room for panel meetings; ``{room}`` becomes a random, unguessable name.
     meeting_url_template: str = "https://meet.jit.si/cpms-{room}"
 

@@ -31,12 +31,20 @@ PASSWORD = "provider-pass-2026"
 ALICE = {"sub": "alice-sub", "email": "Alice.New@Example.org", "email_verified": True, "name": "Alice New", "password": PASSWORD}
 BOB = {"sub": "bob-sub", "email": "bob@example.org", "email_verified": True, "name": "Bob at the provider", "password": PASSWORD}
 EVE = {"sub": "eve-sub", "email": "eve@example.org", "email_verified": False, "name": "Eve Unverified", "password": PASSWORD}
+# Logins that assert how strongly the person logged in (as EU Login does with acr; others with amr).
+HIGH = "urn:cpms-test:loa:high"
+CAROL = {"sub": "carol-sub", "email": "carol@example.org", "email_verified": True, "name": "Carol Strong", "password": PASSWORD,
+         "acr": HIGH, "amr": ["pwd"]}
+DAVE = {"sub": "dave-sub", "email": "dave@example.org", "email_verified": True, "name": "Dave Two-Factor", "password": PASSWORD,
+        "acr": "urn:cpms-test:loa:low", "amr": ["pwd", "mfa"]}
+FRANK = {"sub": "frank-sub", "email": "frank@example.org", "email_verified": True, "name": "Frank Password", "password": PASSWORD,
+         "acr": "urn:cpms-test:loa:low", "amr": ["pwd"]}
 
 
 @pytest.fixture(scope="module")
 def provider():
     ensure_node_modules()
-    with run_oidc_provider([CLIENT], [ALICE, BOB, EVE]) as running:
+    with run_oidc_provider([CLIENT], [ALICE, BOB, EVE, CAROL, DAVE, FRANK]) as running:
         yield running
 
 
@@ -217,6 +225,40 @@ async def test_linked_user_with_an_authenticator_must_give_the_second_factor(cli
     assert r.status_code in (302, 303) and r.headers["location"] == "/profile"
     assert (await client.get("/profile")).status_code == 200
     assert [e["actor_id"] for e in await audit("user.logged_in")] == [uid]
+
+
+@pytest.mark.parametrize("account,trusted,asserted", [
+    (CAROL, {"oidc_trusted_acr": (HIGH,)}, True),        # acr names a trusted level
+    (DAVE, {"oidc_trusted_amr": ("mfa", "hwk")}, True),   # amr holds a trusted method
+    (FRANK, {"oidc_trusted_acr": (HIGH,), "oidc_trusted_amr": ("mfa",)}, False),  # password only
+    (DAVE, {}, False),                                    # nothing trusted: the default
+])
+async def test_a_second_factor_asserted_by_the_provider_replaces_the_totp_code_only_when_trusted(clean_db, provider, account, trusted, asserted):
+    """EU Login (or another provider) may assert a second factor (acr/amr in the verified ID token).
+    Trusted by configuration, CPMS asks no TOTP code; otherwise the user with an authenticator gives
+    its code."""
+    with_totp = await make_user(account["email"], name=account["name"])  # an HP with an authenticator
+    async with app_client(create_app(oidc_settings(provider, **trusted))) as c:
+        r = await oidc_login(c, account, next="/patients")
+        assert r.status_code == 302
+        if asserted:
+            assert r.headers["location"] == "/patients"
+            assert (await c.get("/patients")).status_code == 200
+            sessions = await _sessions_of(with_totp)
+            assert [s["method"] for s in sessions] == ["oidc-mfa"]
+        else:
+            assert r.headers["location"] == "/login/2fa?next=/patients"
+            assert (await c.get("/patients", follow_redirects=False)).status_code != 200
+            r = await post_form(c, "/login/2fa", {"code": await totp_code(with_totp), "next": "/patients"})
+            assert r.headers["location"] == "/patients" and (await c.get("/patients")).status_code == 200
+            assert [s["method"] for s in await _sessions_of(with_totp)] == ["oidc"]
+
+
+async def _sessions_of(user_id: int) -> list[dict]:
+    """Live sessions of the user, from whichever store holds them (database or Redis)."""
+    from core.identity.session_store import store_for
+
+    return [{"method": s.method} for s in await store_for(make_settings()).live_for_user(user_id)]
 
 
 async def test_second_login_finds_the_account_by_subject(client, provider):

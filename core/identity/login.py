@@ -36,10 +36,13 @@ async def start_login(request: Request, user_id: int, method: str, next_url: str
     """The first factor is proven: open a session, asking for the second factor if enrolled."""
     from core.identity.tables import User
 
+    from core.identity.sessions import OIDC_MFA
+
     host = request.app.state.host
     user = await User.select(User.totp_enabled_at).where(User.id == user_id).first()
     await throttle.record_success(user_id)
-    needs_code = user is not None and user["totp_enabled_at"] is not None
+    # A second factor passed at a trusted OpenID provider is not asked for again.
+    needs_code = user is not None and user["totp_enabled_at"] is not None and method != OIDC_MFA
     token = await create_session(
         host.settings, user_id, client_address(request), request.headers.get("user-agent", ""),
         stage="mfa" if needs_code else "full", method=method,

@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -96,6 +96,8 @@ class Identity:
     subject: str
     email: str
     name: str
+    #: The provider asserted a second factor this site trusts (``acr``/``amr``; see ``second_factor``).
+    second_factor: bool = False
 
 
 @dataclass
@@ -385,6 +387,18 @@ def identity_from_claims(issuer: str, claims: dict[str, Any], userinfo: dict[str
     return Identity(issuer, subject, email, _display_name({**(userinfo or {}), **claims}, email))
 
 
+def second_factor(settings, claims: dict[str, Any]) -> bool:
+    """Whether the verified ID token says the login passed a second factor this site trusts:
+    its ``acr`` is one of ``CPMS_OIDC_TRUSTED_ACR``, or its ``amr`` holds one of
+    ``CPMS_OIDC_TRUSTED_AMR``. Only claims of a token whose signature, issuer, audience and nonce
+    were checked get here."""
+    acr = claims.get("acr")
+    amr = claims.get("amr")
+    if isinstance(acr, str) and acr in settings.oidc_trusted_acr:
+        return True
+    return isinstance(amr, list) and any(isinstance(m, str) and m in settings.oidc_trusted_amr for m in amr)
+
+
 async def authenticate(settings, pending: dict[str, Any], code: str) -> Identity:
     """Code → tokens → verified identity."""
     metadata = await provider_metadata(settings.oidc_issuer)
@@ -392,7 +406,8 @@ async def authenticate(settings, pending: dict[str, Any], code: str) -> Identity
         token = await exchange_code(client, metadata, code, pending["verifier"])
         claims = await verified_id_token(settings, metadata, token, pending["nonce"])
         userinfo = None if claims.get("email") else await fetch_userinfo(client, metadata, claims["sub"])
-    return identity_from_claims(settings.oidc_issuer, claims, userinfo)
+    identity = identity_from_claims(settings.oidc_issuer, claims, userinfo)
+    return replace(identity, second_factor=second_factor(settings, claims))
 
 
 # --- accounts --------------------------------------------------------------------------------
@@ -532,7 +547,10 @@ async def oidc_callback(request: Request) -> Response:
         response = await refuse(request, refused)
     else:
         # A new account has no roles yet: asking for them is the only useful next step.
-        response = await start_login(request, user_id, "oidc", NEW_USER_NEXT if created else pending["next"])
+        from core.identity.sessions import OIDC_MFA
+
+        method = OIDC_MFA if identity.second_factor else "oidc"
+        response = await start_login(request, user_id, method, NEW_USER_NEXT if created else pending["next"])
     # Single use: whatever happened, this pending login is spent.
     response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH)
     return response

@@ -109,7 +109,11 @@ class RolePermissionCache:
 role_permissions = RolePermissionCache()
 
 
-async def actor_for_user(user_id: int, session_id: str = "", user: dict | None = None) -> Actor | None:
+#: The session method of an OpenID Connect login whose provider asserted a trusted second factor.
+OIDC_MFA = "oidc-mfa"
+
+
+async def actor_for_user(user_id: int, session_id: str = "", user: dict | None = None, method: str = "") -> Actor | None:
     from core.identity.roles import MFA_ROLES
     from core.identity.tables import RoleAssignment, User
 
@@ -131,6 +135,7 @@ async def actor_for_user(user_id: int, session_id: str = "", user: dict | None =
         user["id"], user["email"], user["name"], user["hcp"], roles, grants, session_id,
         mfa_enabled=user["totp_enabled_at"] is not None,
         mfa_required=any(role in MFA_ROLES for role, _ in roles),
+        mfa_by_provider=method == OIDC_MFA,
     )
 
 
@@ -144,7 +149,7 @@ async def actor_from_token(settings: Settings, token: str) -> Actor | None:
         return None
     if current - record.last_seen_at > TOUCH_INTERVAL:
         await store.update(_hash(token), last_seen_at=current)
-    return await actor_for_user(record.user_id, session_id=record.id, user=record.user)
+    return await actor_for_user(record.user_id, session_id=record.id, user=record.user, method=record.method)
 
 
 def auth_middleware_factory(settings: Settings):

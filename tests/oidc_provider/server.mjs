@@ -3,7 +3,8 @@
 // Usage: node server.mjs config.json
 //   config: {"issuer": "http://127.0.0.1:PORT", "port": PORT,
 //            "clients":  [{"client_id", "client_secret", "redirect_uris": [...], ...}],
-//            "accounts": [{"sub", "email", "email_verified", "name", "password"}]}
+//            "accounts": [{"sub", "email", "email_verified", "name", "password",
+//                          optional "acr" and "amr" (list): what the login asserts, e.g. a second factor}]}
 //
 // The protocol side is the certified `oidc-provider` library; this file only adds
 // what a deployment must supply itself: accounts, keys and the login page.
@@ -36,7 +37,11 @@ const page = (title, body) => `<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>
 <body><h1>${escapeHtml(title)}</h1>${body}</body></html>`;
 
+// The acr values some accounts' logins assert (as EU Login says how strongly someone logged in).
+const acrValues = [...new Set(accounts.map((a) => a.acr).filter(Boolean))];
+
 const provider = new Provider(issuer, {
+  ...(acrValues.length ? { acrValues } : {}),
   clients: (config.clients || []).map((client) => ({
     grant_types: ['authorization_code'],
     response_types: ['code'],
@@ -55,7 +60,8 @@ const provider = new Provider(issuer, {
 
   // Which claims each scope releases.
   claims: {
-    openid: ['sub'],
+    // acr and amr: how the person logged in (the login interaction sets them; see accounts).
+    openid: ['sub', 'acr', 'amr'],
     email: ['email', 'email_verified'],
     profile: ['name'],
   },
@@ -154,7 +160,10 @@ async function handleInteraction(req, res, uid, action) {
       return;
     }
     // 303 back to the authorization endpoint, which then redirects to the client.
-    await provider.interactionFinished(req, res, { login: { accountId: account.sub } }, {
+    const asserted = { accountId: account.sub };
+    if (account.acr) asserted.acr = account.acr;
+    if (account.amr) asserted.amr = account.amr;
+    await provider.interactionFinished(req, res, { login: asserted }, {
       mergeWithLastSubmission: false,
     });
   } else {
