@@ -219,3 +219,24 @@ async def _rows() -> dict:
     from plugins.pathology_viewer.tables import Slide
 
     return {"documents": await Document.count(), "instances": await Instance.count(), "slides": await Slide.count()}
+
+
+async def test_a_running_app_sweeps_again_every_interval(clean_db, settings):
+    """Files abandoned while the app runs go at the next periodic sweep (CPMS_SWEEP_INTERVAL)."""
+    from core.app import create_app
+    from tests.conftest import app_client, make_settings
+
+    every_second = make_settings(sweep_interval=1)
+    async with app_client(create_app(every_second)):
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=str(ROOT))], stdout=subprocess.PIPE,
+                                env=cli_env(every_second), cwd=ROOT)
+        try:
+            temp, dicom, slide = map(Path, proc.stdout.readline().decode().split())
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        assert temp.exists() and dicom.exists() and slide.exists()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (temp.exists() or dicom.exists() or slide.exists()):
+            await asyncio.sleep(0.2)
+        assert not temp.exists() and not dicom.exists() and not slide.exists()

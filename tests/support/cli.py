@@ -17,7 +17,8 @@ def cli_env(settings, **extra: str) -> dict[str, str]:
         **os.environ, "PYTHONPATH": str(ROOT), "CPMS_ENV": "test", "CPMS_DATA_DIR": str(settings.data_dir),
         "CPMS_DATABASE_URL": settings.database_url, "CPMS_REDIS_URL": settings.redis_url,
         "CPMS_PLUGIN_MODULES": ",".join(settings.plugin_modules), "CPMS_SECRET_KEY": settings.secret_key,
-        "CPMS_PASSWORD_HASHING": settings.password_hashing, **extra,
+        "CPMS_PASSWORD_HASHING": settings.password_hashing, "CPMS_SWEEP_INTERVAL": str(settings.sweep_interval),
+        **extra,
     }
 
 
