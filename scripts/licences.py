@@ -42,7 +42,7 @@ ALIASES = {
     "mit": "MIT", "mit license": "MIT", "the mit license": "MIT",
     "mit no attribution": "MIT-0",
     "apache 2.0": "Apache-2.0", "apache-2.0": "Apache-2.0", "apache license 2.0": "Apache-2.0",
-    "apache software license": "Apache-2.0",
+    "apache software license": "Apache-2.0", "apache license, version 2.0": "Apache-2.0",
     "bsd": "BSD", "bsd license": "BSD", "bsd-2-clause": "BSD-2-Clause", "bsd-3-clause": "BSD-3-Clause",
     "3-clause bsd license": "BSD-3-Clause",
     "isc": "ISC", "isc license (iscl)": "ISC",

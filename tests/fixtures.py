@@ -98,19 +98,23 @@ async def migrated(settings):
     return host
 
 
-@pytest.fixture
-async def clean_db(migrated, settings):
-    """An empty database with reference data (ERNs, default grants), as after ``cpms migrate``."""
+async def empty_database(settings, host) -> None:
+    """Every row and session gone, reference data (ERNs, default grants) back, as after ``cpms migrate``."""
     from core.identity import sync_role_permissions
+    from core.identity.session_store import store_for
     from core.orgs.seed import seed_erns
 
-    from core.identity.session_store import store_for
-
-    db.configure(settings, migrated)
+    db.configure(settings, host)
     await db.delete_all_rows()
     await store_for(settings).clear()
     await seed_erns()
-    await sync_role_permissions(migrated)
+    await sync_role_permissions(host)
+
+
+@pytest.fixture
+async def clean_db(migrated, settings):
+    """An empty database with reference data (ERNs, default grants), as after ``cpms migrate``."""
+    await empty_database(settings, migrated)
     return migrated
 
 

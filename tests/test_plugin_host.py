@@ -163,7 +163,8 @@ def test_public_routes_are_the_expected_few(settings):
     public = sorted({path for path, h in _all_handlers(app) if h.opt.get("public")})
     # Everything reachable without logging in, reviewed: login steps, sign-up, account recovery.
     allowed = {
-        "/login", "/login/2fa", "/login/2fa/reset-request", "/logout", "/signup", "/healthz",
+        "/login", "/login/2fa", "/login/2fa/reset-request", "/login/2fa/passkey/options", "/login/2fa/passkey",
+        "/logout", "/signup", "/healthz",
         "/login/oidc", "/login/oidc/callback", "/account/password/forgot",
     }
     unexpected = [

@@ -34,6 +34,8 @@ def register_event_types():
         EventType("user.login_throttled", "A login was refused: too many failures"),
         EventType("user.mfa_failed", "A wrong second-factor code was given"),
         EventType("user.mfa_enabled", "A user enrolled an authenticator app"),
+        EventType("user.passkey_added", "A user added a passkey or security key as a second factor"),
+        EventType("user.passkey_removed", "A user removed a passkey"),
         EventType("user.mfa_reset", "A user's second factor was reset"),
         EventType("user.recovery_codes_created", "New recovery codes were made"),
         EventType("user.sessions_revoked", "A user logged out their other sessions"),
@@ -78,9 +80,10 @@ def extra_template_vars(request):
 
 @hookimpl
 def register_routes():
-    from core.identity import access, accounts, admin, login, mfa, oidc, profile
+    from core.identity import access, accounts, admin, login, mfa, oidc, passkeys, profile
 
-    return [*login.ROUTES, *mfa.ROUTES, *access.ROUTES, *accounts.ROUTES, *oidc.ROUTES, *profile.ROUTES, *admin.ROUTES]
+    return [*login.ROUTES, *mfa.ROUTES, *passkeys.ROUTES, *access.ROUTES, *accounts.ROUTES, *oidc.ROUTES, *profile.ROUTES,
+            *admin.ROUTES]
 
 
 async def sync_role_permissions(host) -> None:

@@ -118,9 +118,17 @@ async def login_submit(request: Request) -> Template | Redirect:
 
 @get("/login/2fa", opt={"public": True}, include_in_schema=False)
 async def second_factor_form(request: Request, next: FromQuery[str | None] = None) -> Template | Redirect:
-    if await pending_user_id(request.app.state.settings, request.cookies.get(COOKIE_NAME)) is None:
+    user_id = await pending_user_id(request.app.state.settings, request.cookies.get(COOKIE_NAME))
+    if user_id is None:
         return Redirect("/login")
-    return page(request, "identity/second_factor.html", {"next": safe_next(next), "error": None, "reset_requested": False})
+    return page(request, "identity/second_factor.html", {
+        "next": safe_next(next), "error": None, "reset_requested": False, "has_passkeys": await _has_passkeys(user_id)})
+
+
+async def _has_passkeys(user_id: int) -> bool:
+    from core.identity.tables import PasskeyCredential
+
+    return bool(await PasskeyCredential.exists().where(PasskeyCredential.user == user_id))
 
 
 @post("/login/2fa", opt={"public": True}, include_in_schema=False)
@@ -148,7 +156,8 @@ async def second_factor_submit(request: Request) -> Template | Redirect:
         await host.events.emit(Event("user.mfa_failed", user_id, "user", str(user_id), address=address))
         return page(
             request, "identity/second_factor.html",
-            {"next": next_url, "error": "That code is not valid (each code works once).", "reset_requested": False},
+            {"next": next_url, "error": "That code is not valid (each code works once).", "reset_requested": False,
+             "has_passkeys": await _has_passkeys(user_id)},
             status_code=400,
         )
     await throttle.record_success(user_id)

@@ -9,6 +9,7 @@ from litestar.response import Template
 
 from core.events import Event
 from core.identity.login import client_address
+from core.identity.passkeys import credentials_of
 from core.identity.roles import ROLES
 from core.web import page
 
@@ -33,6 +34,7 @@ async def _context(request: Request, actor, message: str = "") -> dict:
         "assistants": assistants, "acting_for": acting_for, "is_hp": "hp" in actor.role_names,
         "hcp": hcp, "roles": roles, "ern_names": sorted({erns[e] for _, e in actor.roles if e in erns}),
         "sessions": sessions, "current_session": actor.session_id, "message": message,
+        "passkeys": await credentials_of(actor.user_id),
     }
 
 

@@ -1,4 +1,4 @@
-from piccolo.columns import Boolean, ForeignKey, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import BigInt, Boolean, ForeignKey, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
@@ -78,6 +78,21 @@ class RecoveryCode(Table, tablename="identity_recovery_code"):
     user = ForeignKey(User, on_delete=OnDelete.cascade, index=True)
     code_hash = Varchar(length=64)
     used_at = Timestamptz(null=True, default=None)
+
+
+class PasskeyCredential(Table, tablename="identity_passkey"):
+    """A WebAuthn credential (passkey or security key) a user registered as a second factor. The
+    public key only: the private key never leaves the authenticator."""
+
+    user = ForeignKey(User, on_delete=OnDelete.cascade, index=True)
+    #: base64url of the credential id the authenticator chose (unique across all users).
+    credential_id = Varchar(length=700, unique=True)
+    #: base64url of the COSE public key.
+    public_key = Text()
+    sign_count = BigInt(default=0)
+    name = Varchar(length=60, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_used_at = Timestamptz(null=True, default=None)
 
 
 class OneTimeToken(Table, tablename="identity_token"):

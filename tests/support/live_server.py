@@ -25,25 +25,26 @@ from tests.support.smtp import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def server_env(settings, port: int, **extra: str) -> dict[str, str]:
-    return cli_env(settings, CPMS_BASE_URL=f"http://127.0.0.1:{port}", **extra)
+def server_env(settings, port: int, host_name: str = "127.0.0.1", **extra: str) -> dict[str, str]:
+    return cli_env(settings, CPMS_BASE_URL=f"http://{host_name}:{port}", **extra)
 
 
 @contextlib.contextmanager
-def live_app(settings, *, startup_timeout: float = 30.0, **extra_env: str):
+def live_app(settings, *, startup_timeout: float = 30.0, host_name: str = "127.0.0.1", **extra_env: str):
     """Serve ``create_app_from_env()`` with uvicorn; yields the base URL, stops it on exit.
 
     Started as ``cpms serve`` does, plus a short graceful-shutdown timeout: uvicorn otherwise
     waits for every open response to finish, and a live-update stream only ends by itself
     after its lifetime.
     """
-    with live_app_process(settings, startup_timeout=startup_timeout, **extra_env) as (base, _):
+    with live_app_process(settings, startup_timeout=startup_timeout, host_name=host_name, **extra_env) as (base, _):
         yield base
 
 
 @contextlib.contextmanager
-def live_app_process(settings, *, startup_timeout: float = 30.0, **extra_env: str):
-    """As ``live_app``, yielding ``(base_url, process)``: for tests that kill the server."""
+def live_app_process(settings, *, startup_timeout: float = 30.0, host_name: str = "127.0.0.1", **extra_env: str):
+    """As ``live_app``, yielding ``(base_url, process)``: for tests that kill the server. ``host_name``
+    names the site in its base URL (``localhost`` where WebAuthn needs a domain, not an address)."""
     port = free_port()
     log_path = Path(settings.data_dir) / f"server-{port}.log"
     log = open(log_path, "w")
@@ -52,9 +53,9 @@ def live_app_process(settings, *, startup_timeout: float = 30.0, **extra_env: st
             sys.executable, "-m", "uvicorn", "core.app:create_app_from_env", "--factory",
             "--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "2", "--log-level", "warning",
         ],
-        cwd=ROOT, env=server_env(settings, port, **extra_env), stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=server_env(settings, port, host_name, **extra_env), stdout=log, stderr=subprocess.STDOUT,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{host_name}:{port}"
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
