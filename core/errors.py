@@ -53,13 +53,18 @@ def _messages(exc: Exception) -> list[str]:
     return []
 
 
+def problem_response(status: int, detail: str, messages: list[str] | None = None, headers=None) -> Response:
+    """An RFC 9457 problem (JSON): for JSON endpoints, and for error pages asked for as JSON."""
+    body = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status, "detail": detail}
+    if messages:
+        body["errors"] = messages
+    return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
 def error_response(request: Request, status: int, detail: str, messages: list[str] | None = None, headers=None) -> Response:
     title = TITLES.get(status, "Error")
     if wants_json(request):
-        body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-        if messages:
-            body["errors"] = messages
-        return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
+        return problem_response(status, detail, messages, headers)
     context = {"status": status, "title": title, "detail": detail, "messages": messages or []}
     try:
         from core.web import base_context

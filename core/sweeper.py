@@ -108,12 +108,13 @@ async def check_storage(host, settings, *, repair: bool = False, grace: timedelt
     report.files = len(on_disk)
     present = {key for key, _ in on_disk}
     limit = time.time() - grace.total_seconds()
-    for key, mtime in sorted(on_disk):
-        if key in every:
-            continue
-        report.orphans.append(key)
-        if repair and mtime <= limit:
-            if await _still_orphan(host, key) and await storage.delete(key):
+    report.orphans = sorted(key for key, _ in on_disk if key not in every)
+    old = [key for key, mtime in sorted(on_disk) if key not in every and mtime <= limit]
+    if repair and old:
+        # Ask once more, just before deleting: a row may have been committed since the first look.
+        now_claimed = set().union(*(await referenced_keys(host)).values())
+        for key in old:
+            if key not in now_claimed and await storage.delete(key):
                 report.removed.append(key)
     report.missing = {plugin: sorted(keys - present) for plugin, keys in claimed.items()}
     if report.removed:
@@ -122,11 +123,6 @@ async def check_storage(host, settings, *, repair: bool = False, grace: timedelt
         if keys:
             log.error("%d stored file(s) referred to by %s are missing", len(keys), plugin)
     return report
-
-
-async def _still_orphan(host, key: str) -> bool:
-    """Ask again just before deleting: a row may have been committed since the first look."""
-    return key not in set().union(*(await referenced_keys(host)).values())
 
 
 class BackgroundSweeper:

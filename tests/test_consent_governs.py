@@ -169,6 +169,7 @@ async def test_each_consent_change_governs_every_panel_member_route(client, demo
         # the panel list still names the panel (pseudonymously), without its shared data
         listed = await client.get("/panels")
         assert listed.status_code == 200 and not any(m in listed.text for m in SHARED_MARKERS)
+        assert f'href="/panels/{ids["panel_id"]}"' not in listed.text  # no link to a page that refuses
         # the enrolling hospital sees the suspension and may only cancel or close
         await _as(client, demo, "hp")
         page = await client.get(f"/panels/{ids['panel_id']}")
@@ -181,6 +182,8 @@ async def test_each_consent_change_governs_every_panel_member_route(client, demo
         assert steps[-1] == "consent_suspended"
         told = {n["user"] for n in await Notification.select(Notification.user).where(Notification.kind == "panel.consent")}
         assert demo.users["expert"] not in told and told  # the lead and the assembler; members only lose access
+        for n in await Notification.select(Notification.title, Notification.body).where(Notification.kind == "panel.consent"):
+            assert not any(m in n["title"] + n["body"] for m in SHARED_MARKERS)  # no clinical detail goes out
         # consent given again: the expert is back
         await _record_consent(client, ids["pseudonym"], kind, "given")
         await _as(client, demo, "expert")

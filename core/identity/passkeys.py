@@ -38,8 +38,9 @@ def origin(settings) -> str:
 
 
 def problem(status: int, detail: str) -> Response:
-    return Response({"type": "about:blank", "title": "Passkey refused", "status": status, "detail": detail},
-                    status_code=status, media_type="application/problem+json")
+    from core.errors import problem_response
+
+    return problem_response(status, detail)
 
 
 def _seal(settings, purpose: str, user_id: int, challenge: bytes) -> str:

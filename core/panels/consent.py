@@ -33,7 +33,9 @@ async def consent_changed(request: Request, patient: dict, shareable_before: boo
     for panel in panels:
         await notices.timeline(panel["id"], "consent_resumed" if shareable else "consent_suspended", actor.user_id if actor else None)
         people = {panel["lead"], panel["created_by"], panel["assembler"]}
-        await notices.tell(request, panel, people, "panel.consent", what)
+        # The body names no clinical detail (the default adds the panel's title): recipients
+        # outside the enrolling hospital no longer have the right to see it.
+        await notices.tell(request, panel, people, "panel.consent", what, body=what)
         await notices.live(request, panel["id"], {"type": "status", "status": panel["status"]})
     return len(panels)
 
@@ -53,7 +55,8 @@ async def mark_suspended(actor, rows: list[dict]) -> list[dict]:
         if not allowed(consents.get(row["patient_id"], {}), "panels"):
             row = {**row, "suspended": True}
             if actor is None or actor.hcp_id != row["patient_hcp"]:
-                row["title"] = SUSPENDED_TITLE
+                # Neither the title nor a link: the page behind it would only refuse (403).
+                row["title"], row["closed_to_viewer"] = SUSPENDED_TITLE, True
         out.append(row)
     return out
 
@@ -69,5 +72,5 @@ async def tell_recipients(request: Request, patient_id: int, what: str) -> int:
         members = await PanelMember.select(PanelMember.user).where(
             (PanelMember.panel == panel["id"]) & (PanelMember.status == "accepted"))
         people = {panel["lead"], panel["created_by"]} | {m["user"] for m in members}
-        told += await notices.tell(request, panel, people, "panel.status", what)
+        told += await notices.tell(request, panel, people, "panel.status", what, body=what)  # no clinical title
     return told

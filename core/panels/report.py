@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from core.patients.gdpr_export import PDF_ENCODING, _needs_transliteration, _report_class, _Writer, pdf_text
+from core.patients.gdpr_export import PDF_ENCODING, _needs_transliteration, _report_class, _Writer
 
 TITLE = "Panel outcome report"
 KIND = "letter"  # "Clinical letter": the closest document kind of core.patients.documents
@@ -118,12 +118,8 @@ def _page_class():
     class OutcomeReport(base):
         panel_id = 0
 
-        def footer(self) -> None:
-            self.set_y(-12)
-            self.set_font("Helvetica", size=8)
-            self.set_text_color(90)
-            self.cell(0, 8, pdf_text(f"CPMS panel #{self.panel_id} outcome - {self.pseudonym} - page {self.page_no()}/{{nb}}"), align="C")
-            self.set_text_color(0)
+        def footer_text(self) -> str:
+            return f"CPMS panel #{self.panel_id} outcome - {self.pseudonym}"
 
     return OutcomeReport
 

@@ -22,21 +22,15 @@ def version_for(acronym: str) -> str:
 
 
 def render(ern: dict) -> bytes:
-    from fpdf import FPDF
-
     from core.patients.access import CONSENT_KINDS
     from core.patients.consent_rules import EXPLAINED
-    from core.patients.gdpr_export import pdf_text
+    from core.patients.gdpr_export import _report_class, pdf_text
 
     version = version_for(ern["acronym"])
 
-    class Form(FPDF):
-        def footer(self) -> None:
-            self.set_y(-12)
-            self.set_font("Helvetica", size=8)
-            self.set_text_color(90)
-            self.cell(0, 8, pdf_text(f"{version} - page {self.page_no()}/{{nb}}"), align="C")
-            self.set_text_color(0)
+    class Form(_report_class()):
+        def footer_text(self) -> str:
+            return version
 
     pdf = Form(format="A4")
     pdf.set_title(pdf_text(f"Consent - {ern['acronym']}"))

@@ -512,11 +512,14 @@ def _report_class():
     class Report(FPDF):
         pseudonym = ""
 
+        def footer_text(self) -> str:
+            return f"CPMS export {self.pseudonym}"
+
         def footer(self) -> None:
             self.set_y(-12)
             self.set_font("Helvetica", size=8)
             self.set_text_color(90)
-            self.cell(0, 8, f"CPMS export {self.pseudonym} - page {self.page_no()}/{{nb}}", align="C")
+            self.cell(0, 8, pdf_text(f"{self.footer_text()} - page {self.page_no()}/{{nb}}"), align="C")
             self.set_text_color(0)
 
     return Report

@@ -33,10 +33,9 @@ MAX_PER_SLIDE = 2000
 
 
 def problem(status: int, detail: str) -> Response:
-    from core.errors import TITLES
+    from core.errors import problem_response
 
-    return Response({"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status, "detail": detail},
-                    status_code=status, media_type="application/problem+json")
+    return problem_response(status, detail)
 
 
 async def _ctx(request: Request, slide_id: int):

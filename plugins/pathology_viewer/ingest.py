@@ -205,6 +205,21 @@ def _member_path(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
+# What reading a damaged archive raises: zlib.error for damaged deflate data, OSError for a member
+# offset pointing before the file's start (both found by fuzzing), the rest from zipfile itself.
+DAMAGED_ZIP = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError, zlib.error, OSError)
+
+
+def _member_blocks(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
+    """The member's bytes in blocks; IngestError for anything wrong with the archive while reading."""
+    try:
+        with zf.open(info) as src:
+            while block := src.read(WRITE_BLOCK):
+                yield block
+    except DAMAGED_ZIP as exc:
+        raise IngestError("The ZIP archive is damaged or uses an unsupported compression.", 422) from exc
+
+
 def safe_extract(archive: Path, dest: Path, limit: int | None = None) -> int:
     """Unpack ``archive`` into ``dest`` (created, 0700); returns the bytes written."""
     limit = limit or 64 * 1024**3
@@ -247,20 +262,14 @@ def safe_extract(archive: Path, dest: Path, limit: int | None = None) -> int:
                 raise IngestError("The archive holds a path leading outside it; it was refused.", 422)
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             remaining = info.file_size
-            try:
-                with zf.open(info) as src, open(target, "xb") as out:
-                    while block := src.read(WRITE_BLOCK):
-                        remaining -= len(block)
-                        written += len(block)
-                        # The header's size is a claim: what is written is counted.
-                        if remaining < 0 or written > limit:
-                            raise IngestError("The archive expands beyond what it declares; it was refused.", 422)
-                        out.write(block)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError, zlib.error,
-                    OSError) as exc:
-                # OSError: a member offset pointing before the file's start (found by fuzzing); zlib.error:
-                # damaged deflate data. Our own disk failing would also land here: rare, and still no 500.
-                raise IngestError("The ZIP archive is damaged or uses an unsupported compression.", 422) from exc
+            with open(target, "xb") as out:
+                for block in _member_blocks(zf, info):
+                    remaining -= len(block)
+                    written += len(block)
+                    # The header's size is a claim: what is written is counted.
+                    if remaining < 0 or written > limit:
+                        raise IngestError("The archive expands beyond what it declares; it was refused.", 422)
+                    out.write(block)  # our own disk's errors are ours: not reported as a damaged archive
         return written
 
 

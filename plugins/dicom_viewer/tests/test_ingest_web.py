@@ -306,23 +306,19 @@ async def test_stored_results_and_the_results_page_carry_no_file_name(client, se
 async def test_instances_are_never_committed_without_their_audit_entry(client, settings, monkeypatch):
     """Rows of an upload and its audit entry share one transaction: if the audit entry cannot be
     written, no study, series, instance or upload row stays, and the stored files are removed."""
-    from core.patients import records
+    from tests.support.failing import break_audit_trail, stored_file_names
     from plugins.dicom_viewer.tests.support import ct_zip, home, rows, upload
 
     s = await home(client)
-
-    async def broken(*args, **kwargs):
-        raise RuntimeError("the audit trail is unreachable")
-
-    monkeypatch.setattr(records, "audit", broken)
-    files_before = sorted(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file())
+    break_audit_trail(monkeypatch)
+    files_before = stored_file_names(settings)
     try:
         await upload(client, s, [("study.zip", ct_zip(3, 32))])
     except RuntimeError:
         pass
     assert all(n == 0 for n in (await rows()).values()), await rows()
     # nothing new stays (a file of earlier tests with the same content, no row using it, may go too)
-    assert set(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file()) <= set(files_before)
+    assert stored_file_names(settings) <= files_before
     monkeypatch.undo()
     r = await upload(client, s, [("study.zip", ct_zip(3, 32))])
     assert r.status_code in (201, 303) and (await rows())["instances"] == 3

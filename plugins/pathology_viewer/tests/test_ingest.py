@@ -247,24 +247,20 @@ async def test_a_slide_larger_than_the_site_form_limit_is_accepted_both_ways(cli
 async def test_a_slide_is_never_committed_without_its_audit_entry(client, settings, monkeypatch):
     """The row and its audit entry share one transaction: when writing the audit entry fails (a
     crash at that point), the slide row is rolled back and its stored file removed."""
-    from core.patients import records
+    from tests.support.failing import break_audit_trail, stored_file_names
     from plugins.pathology_viewer.tables import Slide
     from plugins.pathology_viewer.tests.support import home, svs, upload
 
     s = await home(client)
-
-    async def broken(*args, **kwargs):
-        raise RuntimeError("the audit trail is unreachable")
-
-    monkeypatch.setattr(records, "audit", broken)
-    files_before = sorted(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file())
+    break_audit_trail(monkeypatch)
+    files_before = stored_file_names(settings)
     try:
         await upload(client, s, svs(), name="slide.svs")
     except RuntimeError:
         pass  # the in-process client lets the server's exception through
     assert await Slide.count() == 0
     # nothing new stays (a file of earlier tests with the same content, no row using it, may go too)
-    assert set(p.name for p in (settings.data_dir / "files").rglob("*") if p.is_file()) <= set(files_before)
+    assert stored_file_names(settings) <= files_before
     monkeypatch.undo()
     r = await upload(client, s, svs(), name="slide.svs")
     assert r.status_code in (201, 303) and await Slide.count() == 1
