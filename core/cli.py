@@ -29,13 +29,18 @@ def _host():
 def run_with_settings(work):
     """For plugin commands: run ``await work(settings)`` against the configured database,
     then close its connections (a pool must not outlive the event loop it was made in)."""
+    return run_with_host(lambda host: work(host.settings))
+
+
+def run_with_host(work):
+    """As ``run_with_settings``, for commands that also ask other plugins: ``await work(host)``."""
     from core import db
 
     host = _host()
 
     async def main():
         try:
-            return await work(host.settings)
+            return await work(host)
         finally:
             await db.close_pool()
 

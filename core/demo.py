@@ -12,6 +12,8 @@ class DemoContext:
     """Shared between ``load_demo_data`` hooks: ids of what earlier plugins created."""
 
     settings: object
+    #: The plugin host (``host.hook`` to ask other plugins).
+    host: object = None
     erns: dict[str, int] = field(default_factory=dict)
     hcps: dict[str, int] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
@@ -30,7 +32,7 @@ async def load_demo(host) -> DemoContext:
     from core.identity import sync_role_permissions
 
     await sync_role_permissions(host)
-    ctx = DemoContext(settings=host.settings)
+    ctx = DemoContext(settings=host.settings, host=host)
     for plugin, result in host.results_by_plugin("load_demo_data", ctx=ctx):
         await await_me_maybe(result)
     return ctx

@@ -59,7 +59,8 @@ class EventBus:
         await Activity.record(event)
         for impl in self.host.pm.hook.handle_event.get_hookimpls():
             try:
-                await await_me_maybe(impl.function(event=event) if impl.argnames else impl.function())
+                given = {"event": event, "host": self.host}
+                await await_me_maybe(impl.function(**{k: given[k] for k in impl.argnames}))
             except Exception:  # one plugin's failure must not undo what was committed
                 log.exception("plugin %s failed handling %s", impl.plugin_name, event.name)
         for fn in list(self._subscribers):

@@ -65,8 +65,20 @@ def code_picker(kind, prefix, value, actor):
 
 
 @hookspec
-def handle_event(event):
-    """React to a ``core.events.Event`` after it is recorded; may return an awaitable."""
+def handle_event(event, host):
+    """React to a ``core.events.Event`` after it is recorded; may return an awaitable. ``host`` is the
+    ``core.plugins.PluginHost`` (its ``settings``, and ``hook`` to ask other plugins)."""
+
+
+@hookspec(firstresult=True)
+def code_ancestors(system, codes):
+    """Return ``{code: [ancestor codes, nearest first]}`` for codes of a code system (``ORPHA``, ``HPO``,
+    ``ICD-10``...), or None when no plugin knows the system's hierarchy. May return an awaitable."""
+
+
+@hookspec(firstresult=True)
+def code_displays(system, codes):
+    """Return ``{code: display name}`` for codes of a code system, or None. May return an awaitable."""
 
 
 @hookspec

@@ -93,7 +93,10 @@ async def test_cli_demo_loads_realistic_data(clean_db, settings):
     assert await ExampleNote.count() == 1  # plugins add their own demo data
     from core.patients.tables import Consent, Patient
 
-    assert await Patient.count() == 3 and await Consent.count().where(Consent.kind == "care") == 3
+    from plugins.research.demo import DEMO_PATIENTS
+
+    # The core's three demo patients, and the research plugin's invented cohort.
+    assert await Patient.count() == 3 + DEMO_PATIENTS and await Consent.count().where(Consent.kind == "care") == 3 + DEMO_PATIENTS
     from core.panels.tables import Panel
 
     assert {p["status"] for p in await Panel.select(Panel.status)} == {"open", "submitted", "closed"}

@@ -102,6 +102,8 @@ async def test_json_export_holds_the_whole_record(client):
     actions = [a["action"] for a in data["access_audit"]]
     assert actions[0] == "patient.enrol" and {"consent.record", "document.upload", "patient.update", "patient.gdpr_request", "patient.view"} <= set(actions)
     assert all(a["actor"]["name"] == "Dr Keeper" and a["actor_hospital"] == "Test Hospital" and a["address"] == "127.0.0.1" for a in data["access_audit"])
+    research = data["plugins"].pop("research")["research"]
+    assert research["exports"] == [] and research["included"] is False  # no registry consent recorded
     assert data["plugins"] == {
         "example_plugin": {"example": {"patient": pseudonym, "notes": []}}, "panels": {"panels": []},
         "pedigree": {"pedigree": None, "versions": []},  # no family tree drawn for this patient

@@ -50,6 +50,20 @@ def menu_links(actor):
 
 
 @hookimpl
+def code_ancestors(system, codes):
+    from plugins.coding.lookup import ancestors
+
+    return ancestors(system, list(codes))
+
+
+@hookimpl
+def code_displays(system, codes):
+    from plugins.coding.lookup import displays
+
+    return displays(system, list(codes))
+
+
+@hookimpl
 def code_picker(kind, prefix, value, actor):
     from core.permissions import allowed
     from plugins.coding.picker import render_picker

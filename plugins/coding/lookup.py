@@ -286,3 +286,55 @@ async def equivalents(system_key: str, code: str) -> list[dict]:
     for m in await _mappings_in(found["key"], row["code"]):
         offer(m["system"], m["code"], INVERSE.get(m["relation"], m["relation"]), m["display"])
     return sorted(best.values(), key=lambda e: (RELATION_ORDER[e["relation"]], e["system"], code_order(e["code"])))
+
+
+async def ancestors(system_key: str, codes: list[str]) -> dict[str, list[str]] | None:
+    """Every ancestor of each code (nearest first, breadth-first over the polyhierarchy), or None when
+    the system is not loaded. One query per level of the hierarchy, whatever the number of codes."""
+    from plugins.coding.tables import Concept, ConceptParent
+
+    found = await _find_system(system_key)
+    if found is None:
+        return None
+    ids: dict[str, int] = {}
+    for chunk in _chunks(sorted(set(codes))):
+        rows = await Concept.select(Concept.id, Concept.code).where(
+            (Concept.system == found["id"]) & Concept.code.is_in(chunk))
+        ids.update({r["code"]: r["id"] for r in rows})
+    parents: dict[int, list[tuple[int, str]]] = {}
+    frontier = set(ids.values())
+    while frontier:
+        fresh: set[int] = set()
+        for chunk in _chunks(sorted(frontier)):
+            rows = await ConceptParent.select(
+                ConceptParent.child, ConceptParent.parent, ConceptParent.parent.code.as_alias("code"),
+            ).where(ConceptParent.child.is_in(chunk))
+            for r in rows:
+                parents.setdefault(r["child"], []).append((r["parent"], r["code"]))
+                if r["parent"] not in parents:
+                    fresh.add(r["parent"])
+        for cid in frontier:
+            parents.setdefault(cid, [])
+        frontier = fresh - set(parents)
+    out: dict[str, list[str]] = {}
+    for code in codes:
+        cid = ids.get(code)
+        chain: list[str] = []
+        seen: set[int] = set()
+        level = sorted(parents.get(cid, [])) if cid is not None else []
+        while level:
+            nxt = []
+            for pid, pcode in level:
+                if pid in seen:
+                    continue
+                seen.add(pid)
+                chain.append(pcode)
+                nxt.extend(parents.get(pid, []))
+            level = sorted(nxt)
+        out[code] = chain
+    return out
+
+
+async def displays(system_key: str, codes: list[str]) -> dict[str, str]:
+    """code -> display name for the codes of one system that are loaded."""
+    return {code: name for (_, code), name in (await _displays({system_key: set(codes)})).items()}

@@ -22,7 +22,7 @@ def test_login_dashboard_navigation_and_logout(live_server, page):
     assert page.get_by_role("heading", name=re.compile("Welcome, Dr. Sofia Rossi")).is_visible()
     nav = page.get_by_role("navigation", name="Main")
     labels = [t.strip() for t in nav.get_by_role("link").all_inner_texts()]
-    assert labels == ["Dashboard", "Terminologies", "Networks", "Profile"]
+    assert labels == ["Dashboard", "Terminologies", "Research", "Networks", "Profile"]
 
     # hx-boost: navigation swaps the body without a full page load
     page.evaluate("() => { window.__marker = 42 }")
