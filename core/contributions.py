@@ -17,7 +17,8 @@ class KPI:
 
 @dataclass(frozen=True)
 class ResearchField:
-    """A field added to anonymised research records; ``extract(record)`` returns its value."""
+    """A field added to anonymised research records; ``extract(patient)`` (a ``PatientRef``) returns,
+    or awaits, a category: a bool, a number, a short string or a list of short strings."""
 
     name: str
     description: str

@@ -78,3 +78,13 @@ async def load_demo_data(ctx):
     from plugins.coding.bundled import load_default_bundled
 
     await load_default_bundled(only_missing=True)
+
+
+@hookimpl
+def register_research_fields():
+    from core.contributions import ResearchField
+    from plugins.coding.research import hpo_categories
+
+    return [
+        ResearchField("coding.hpo_categories", "Organ systems of the observed phenotypes (top-level HPO branches)", hpo_categories),
+    ]

@@ -137,3 +137,12 @@ async def sweep_working_files(settings):
 
     return await to_thread.run_sync(sweep_incoming, settings)
 
+
+@hookimpl
+def register_research_fields():
+    from core.contributions import ResearchField
+    from plugins.dicom_viewer.research import modalities
+
+    return [
+        ResearchField("dicom.modalities", "Imaging modalities present (CT, MR, ...)", modalities),
+    ]

@@ -133,3 +133,12 @@ async def sweep_working_files(settings):
 
     return await to_thread.run_sync(sweep_incoming, cache_root(settings))
 
+
+@hookimpl
+def register_research_fields():
+    from core.contributions import ResearchField
+    from plugins.pathology_viewer.research import slides_present
+
+    return [
+        ResearchField("pathology.slides", "Whole-slide images present", slides_present),
+    ]

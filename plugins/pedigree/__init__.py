@@ -84,3 +84,14 @@ async def handle_event(event):
         from plugins.pedigree.store import erase
 
         await erase(event.subject_id)
+
+
+@hookimpl
+def register_research_fields():
+    from core.contributions import ResearchField
+    from plugins.pedigree.research import extract_pattern, extract_relatives
+
+    return [
+        ResearchField("pedigree.pattern", "Pattern the family tree shows: vertical, horizontal, single case, no one affected", extract_pattern),
+        ResearchField("pedigree.affected_relatives", "Affected relatives in the family tree: none, one, two or more", extract_relatives),
+    ]

@@ -61,7 +61,8 @@ async def total(definition: dict, scope: query.Scope, k: int):
     return protect_sum(n, keys, k)
 
 
-async def charts(definition: dict, scope: query.Scope, k: int, displays: dict[str, str] | None = None) -> list[Chart]:
+async def charts(definition: dict, scope: query.Scope, k: int, displays: dict[str, str] | None = None,
+                 field_titles: dict[str, str] | None = None) -> list[Chart]:
     displays = displays or {}
     out = []
     sexes = {r["value"]: (int(r["n"]), int(r["keys"] or 0)) for r in await query.group(definition, scope, "sex")}
@@ -80,6 +81,14 @@ async def charts(definition: dict, scope: query.Scope, k: int, displays: dict[st
         out.append(Chart(kind, title, _bars(cells, k, labels), "As coded by the clinicians (not counting ancestors)."))
     out.append(Chart("delay", "Time from onset to diagnosis (years)", _bars(await _delays(definition, scope), k),
                      "Age at diagnosis minus age at onset, where both are known."))
+    # Plugins' research fields (register_research_fields): one chart per field, by value.
+    by_field: dict[str, dict[str, tuple[int, int]]] = {}
+    for r in await query.group_terms(definition, scope, "field", limit=200):
+        name, _, value = r["value"].partition("=")
+        by_field.setdefault(name, {})[value] = (int(r["n"]), int(r["keys"] or 0))
+    for name, cells in sorted(by_field.items()):
+        out.append(Chart(f"field-{name}", (field_titles or {}).get(name, name), _bars(dict(sorted(cells.items())), k),
+                         f"From a plugin ({name})."))
     return out
 
 

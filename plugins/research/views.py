@@ -175,7 +175,10 @@ async def views_page(request: Request, project_id: FromPath[int]) -> Template:
     scope = Scope(project.approved_erns)
     total = await stats.total(definition, scope, k)
     displays = await exports.displays(request.app.state.host, definition, scope)
-    charts = await stats.charts(definition, scope, k, displays)
+    from plugins.research.projection import research_fields
+
+    titles = {f.name: f.description for _, f in await research_fields(request.app.state.host)}
+    charts = await stats.charts(definition, scope, k, displays, titles)
     table = await exports.anonymised(request.app.state.host, request.app.state.settings, project, definition, k)
     await projects.log(project.id, request.scope["user"], "view", {"cohort": builder.describe(definition), "rows": len(table.rows)})
     return page(request, "research/views.html", {

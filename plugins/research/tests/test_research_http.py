@@ -291,3 +291,23 @@ async def test_saved_cohorts_reopen_and_charts_have_tables(client, demo):
     assert "HP:0002066 Gait ataxia" in r.text  # codes named by the coding plugin
     r = await client.get(f"/research/projects/{project}", params=ATAXIA, headers={"HX-Request": "true"})
     assert r.text.lstrip().startswith('<div id="cohort-count"')  # the live count is a fragment
+
+
+async def test_plugins_add_their_research_fields_to_the_row_charts_and_filters(client, demo):
+    from core.patients.tables import Patient
+    from plugins.research.tables import ResearchSubject
+
+    # The demo's first patient (SCA2, registry consent given) has a three-generation family tree.
+    mila = await Patient.select(Patient.id).where(Patient.pseudonym == demo.patients[0]).first()
+    row = await ResearchSubject.select(ResearchSubject.data).where(ResearchSubject.patient == mila["id"]).first()
+    fields = json.loads(row["data"])["fields"]
+    assert fields["pedigree.pattern"] == "vertical" and fields["pedigree.affected_relatives"] == "two or more"
+    assert "Abnormality of the nervous system" in fields["coding.hpo_categories"]
+    assert isinstance(fields["pathology.slides"], bool) and isinstance(fields["dicom.modalities"], list)
+    project = await _project_id()
+    await _as(client, demo, "researcher")
+    r = await client.get(f"/research/projects/{project}/views", params={"combine": "and"})
+    assert "Pattern the family tree shows" in r.text and "Organ systems of the observed phenotypes" in r.text
+    r = await client.get(f"/research/projects/{project}", params={"f0": "field", "v0": "pedigree.pattern=vertical"})
+    assert r.status_code == 200 and "consented patients match" in r.text
+    assert await _true_count(project, {"f0": "field", "v0": "pedigree.pattern=vertical"}) == 1
