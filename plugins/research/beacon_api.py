@@ -65,7 +65,7 @@ async def _terms(host, scope: Scope, k: int) -> list[tuple[str, str, str]]:
     everyone = {"op": "and", "items": []}
     terms = []
     for kind in ("diagnosis", "phenotype"):
-        for row in await query.group_terms(everyone, scope, kind, limit=500, direct=False):
+        for row in await query.group_terms(everyone, scope, kind, limit=5000, direct=False):
             if not stats.protect_sum(int(row["n"]), int(row["keys"] or 0), k).suppressed:
                 terms.append(row["value"])
     names = await exports.displays_of(host, terms)

@@ -311,3 +311,44 @@ async def test_plugins_add_their_research_fields_to_the_row_charts_and_filters(c
     r = await client.get(f"/research/projects/{project}", params={"f0": "field", "v0": "pedigree.pattern=vertical"})
     assert r.status_code == 200 and "consented patients match" in r.text
     assert await _true_count(project, {"f0": "field", "v0": "pedigree.pattern=vertical"}) == 1
+
+
+async def test_the_beacon_over_http_answers_as_the_beacon_v2_schemas_say_and_never_a_small_count(client, demo):
+    from plugins.research.tables import ResearchLog, ResearchSubject
+    from plugins.research.tests.test_standards import validate
+
+    r = await client.get("/api/beacon/individuals?filters=HP:0002066")
+    assert r.status_code in (401, 403) or "/login" in r.headers.get("location", "")  # behind a login
+    await _as(client, demo, "researcher")
+    for url, schema in (("/api/beacon/info", "responses/beaconInfoResponse.json"),
+                        ("/api/beacon/configuration", "responses/beaconConfigurationResponse.json"),
+                        ("/api/beacon/map", "responses/beaconMapResponse.json"),
+                        ("/api/beacon/entry_types", "responses/beaconEntryTypesResponse.json"),
+                        ("/api/beacon/filtering_terms", "responses/beaconFilteringTermsResponse.json")):
+        r = await client.get(url)
+        assert r.status_code == 200, url
+        validate(r.json(), schema)
+    terms = {t["id"] for t in (await client.get("/api/beacon/filtering_terms")).json()["response"]["filteringTerms"]}
+    assert "HP:0002066" in terms, sorted(terms)[:50]
+    from plugins.research import query
+
+    rare = await ResearchSubject.raw(
+        f"SELECT t.value AS value FROM research_term t JOIN research_subject s ON s.id = t.subject JOIN patients_patient p ON p.id = s.patient "
+        f"WHERE {query.INCLUDED} AND t.kind IN ('diagnosis', 'phenotype') GROUP BY t.value HAVING COUNT(*) = 1", *query.INCLUDED_ARGS)
+    assert rare and not terms & {r["value"] for r in rare}  # a code only one patient has is not listed
+    r = await client.get("/api/beacon/individuals", params={"filters": "HP:0002066"})
+    body = r.json()
+    validate(body, "responses/beaconCountResponse.json")
+    assert body["responseSummary"]["exists"] is True and body["responseSummary"]["numTotalResults"] >= 5
+    csrf = {"x-csrftoken": csrf_of(client)}  # a POST with the session cookie carries the CSRF token, as htmx does
+    r = await client.post("/api/beacon/individuals", headers=csrf, json={"meta": {"apiVersion": "v2.0.0"}, "query": {
+        "filters": [{"id": "ORPHA:256"}, {"id": "NCIT:C17998"}], "requestedGranularity": "count"}})
+    body = r.json()
+    assert r.status_code == 200 and body["responseSummary"]["exists"] is False and "numTotalResults" not in body["responseSummary"]
+    validate(body, "responses/beaconBooleanResponse.json")
+    r = await client.get("/api/beacon/individuals", params={"filters": "XYZ:1"})
+    assert r.status_code == 400
+    validate(r.json(), "responses/beaconErrorResponse.json")
+    r = await client.post("/api/beacon/individuals", content=b"[" * 3000, headers={"content-type": "application/json", **csrf})
+    assert r.status_code == 400
+    assert await ResearchLog.count().where(ResearchLog.action == "beacon.query") >= 2
