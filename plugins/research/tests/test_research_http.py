@@ -352,3 +352,27 @@ async def test_the_beacon_over_http_answers_as_the_beacon_v2_schemas_say_and_nev
     r = await client.post("/api/beacon/individuals", content=b"[" * 3000, headers={"content-type": "application/json", **csrf})
     assert r.status_code == 400
     assert await ResearchLog.count().where(ResearchLog.action == "beacon.query") >= 2
+
+
+async def test_a_coordinator_sets_k_for_their_ern_only_and_it_applies_to_counts_and_exports(client, demo):
+    from core.orgs.tables import Ern
+    from plugins.research.tables import ResearchSetting
+
+    project = await _project_id()
+    rnd = (await Ern.select(Ern.id).where(Ern.acronym == "ERN RND").first())["id"]
+    other = (await Ern.select(Ern.id).where(Ern.acronym == "ERN EYE").first())["id"]
+    await _as(client, demo, "coordinator")
+    r = await post_form(client, "/research/review/k", {"ern": str(other), "k": "7"})
+    assert r.status_code == 403 and not await ResearchSetting.exists().where(ResearchSetting.ern == other)
+    r = await post_form(client, "/research/review/k", {"ern": str(rnd), "k": "99"})
+    assert r.status_code == 400 and not await ResearchSetting.exists()
+    r = await post_form(client, "/research/review/k", {"ern": str(rnd), "k": "8"})
+    assert r.status_code == 303
+    await _as(client, demo, "researcher")
+    r = await client.get(f"/research/projects/{project}", params={"combine": "and", "f0": "diagnosis", "v0": "ORPHA:256"})
+    assert "under 8 hidden" in r.text
+    files = await _export(client, project, {"combine": "and"}, "rows")
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["k"] == 8
+    rows = list(csv.DictReader(io.StringIO(files["rows.csv"].decode())))
+    assert anonymity.k_anonymity(pd.DataFrame(rows)[QI_COLUMNS], QI_COLUMNS) >= 8
