@@ -59,9 +59,10 @@ async def anonymised(host, settings, project: projects.Project, definition: dict
 
         return [Code(*_from_term(v)) for v in found.get(term_value(code.system, code.code), [])]
 
-    result = anonymise(records, k=k, research_id=lambda r: ids(r.subject_id), ancestors=ancestors)
-    by_id = {ids(r.subject_id): r.subject_id for r in records}
-    return Table(result.rows, result.report, sorted(by_id[row.research_id] for row in result.rows))
+    by_id = {r.subject_id: ids(r.subject_id) for r in records}
+    result = anonymise(records, k=k, research_id=lambda r: by_id[r.subject_id], ancestors=ancestors)
+    patient_of = {rid: pid for pid, rid in by_id.items()}
+    return Table(result.rows, result.report, sorted(patient_of[row.research_id] for row in result.rows))
 
 
 async def displays(host, definition: dict, scope: query.Scope) -> dict[str, str]:

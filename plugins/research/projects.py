@@ -141,21 +141,20 @@ def may_open(actor: Actor, project: Project) -> bool:
     return project.researcher == actor.user_id or "admin" in actor.role_names
 
 
-def research_id(settings, project_row_key: str, patient_id: int) -> str:
+def research_id(key: bytes, patient_id: int) -> str:
     """A patient's identifier in one project: HMAC under the project's own key, 16 base32 characters."""
-    from core.crypto import keyring
-
-    key = base64.b64decode(keyring(settings).decrypt(project_row_key, "research-project"))
     digest = hmac.new(key, f"patient:{patient_id}".encode(), hashlib.sha256).digest()
     return "R" + base64.b32encode(digest[:10]).decode().rstrip("=")
 
 
 async def id_function(settings, project_id: int):
+    """``patient id -> research id`` for one project (its key decrypted once)."""
+    from core.crypto import keyring
     from plugins.research.tables import ResearchProject
 
     row = await ResearchProject.select(ResearchProject.id_key).where(ResearchProject.id == project_id).first()
-    token = row["id_key"]
-    return lambda patient_id: research_id(settings, token, patient_id)
+    key = base64.b64decode(keyring(settings).decrypt(row["id_key"], "research-project"))
+    return lambda patient_id: research_id(key, patient_id)
 
 
 async def k_for(erns: tuple[str, ...]) -> int:
