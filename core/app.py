@@ -44,6 +44,7 @@ class PluginHostInit(InitPluginProtocol):
         handlers = [handler for _, handler in host.routes()]
         for handler in handlers:
             openapi.document(handler)  # what the core answers on every route, in the API's document
+        app_config.route_handlers.extend(allow_handlers(handlers))
         app_config.route_handlers.extend(handlers)
         cache = CacheControlHeader(max_age=3600, public=True)
         app_config.route_handlers.append(
@@ -86,6 +87,40 @@ class PluginHostInit(InitPluginProtocol):
         # Working files of a killed process (original uploads among them) go before serving.
         app.state.sweeper = BackgroundSweeper(self.host, self.host.settings)
         await app.state.sweeper.start()
+
+
+def allow_handlers(handlers) -> list:
+    """An OPTIONS handler for each path that several handlers share, registered before them.
+
+    Litestar gives every path an automatic OPTIONS answer whose Allow header lists the path's methods,
+    but when handlers of one path are registered one by one (as plugins' are), the answer made for the
+    first handler stays, listing that handler's methods only (``Allow: GET, OPTIONS`` on a path that
+    also takes POST). Registered first, this one is the path's OPTIONS handler and lists them all."""
+    from litestar import Response, route
+    from litestar.handlers import HTTPRouteHandler
+
+    methods: dict[str, set[str]] = {}
+    for handler in handlers:
+        if isinstance(handler, HTTPRouteHandler):
+            for path in handler.paths:
+                methods.setdefault(path, set()).update(handler.http_methods)
+    out = []
+    for path, verbs in sorted(methods.items()):
+        if len(verbs) < 2 or "OPTIONS" in verbs:
+            continue
+        out.append(route(path, http_method="OPTIONS", include_in_schema=False, opt={"public": True},
+                         name=f"options:{path}", signature_namespace={"Response": Response})(
+            _options_answer(", ".join(sorted(verbs | {"OPTIONS"})))))
+    return out
+
+
+def _options_answer(allow: str):
+    from litestar import Response
+
+    async def options() -> Response:
+        return Response(content=None, status_code=204, headers={"Allow": allow})
+
+    return options
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -40,8 +40,9 @@ format (the FHIR operations answer ``OperationOutcome`` resources) names it in i
 from __future__ import annotations
 
 import dataclasses
+import re
 from http import HTTPStatus
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
@@ -54,20 +55,24 @@ PROBLEM_JSON = "application/problem+json"
 MAX_ID = 2**63 - 1
 SESSION_COOKIE = "cpms_session"
 CSRF_HEADER = "x-csrftoken"
+CSRF_COOKIE = "csrftoken"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 #: Signature names Litestar fills from the connection itself, not from the request's parameters.
 _RESERVED = {"request", "state", "scope", "socket", "headers", "cookies", "query", "body", "data"}
 
 
-class Problem(TypedDict):
+class _Problem(TypedDict):
     """RFC 9457 problem details, as ``core.errors.problem_response`` writes them."""
 
     type: str
     title: str
     status: int
     detail: str
+
+
+class Problem(_Problem, total=False):
     #: One line per field at fault, when the request named several.
-    errors: NotRequired[list[str]]
+    errors: list[str]
 
 
 #: A row id in a path: what every ``{x:int}`` path parameter of the JSON API is.
@@ -83,6 +88,10 @@ SECURITY_SCHEMES = {
         type="apiKey", name=CSRF_HEADER, security_scheme_in="header",
         description="Every POST, PUT and DELETE carries the value of the `csrftoken` cookie (set on any GET) in "
                     "this header; without it, or with another value, the answer is 403.",
+    ),
+    "csrfCookie": SecurityScheme(
+        type="apiKey", name=CSRF_COOKIE, security_scheme_in="cookie",
+        description="The `csrftoken` cookie itself, which any GET sets: the header must repeat its value.",
     ),
 }
 
@@ -116,9 +125,14 @@ def problems(*statuses: int, **described: str) -> dict[int, ResponseSpec]:
 # --- JSON Schema of bodies the handlers parse themselves -----------------------------------------------
 
 
-def json_schema(tp: Any) -> dict:
+def json_schema(tp: Any, *, closed: bool = False) -> dict:
     """The JSON Schema (2020-12, as OpenAPI 3.1 uses) of a type, by msgspec, with its ``$defs`` inlined:
-    a schema placed inside the OpenAPI document may not point at ``#/$defs`` (that is the document's root)."""
+    a schema placed inside the OpenAPI document may not point at ``#/$defs`` (that is the document's root).
+
+    ``closed`` (request bodies): objects list their properties only (``additionalProperties: false``).
+    The handlers ignore other keys, but the document does not invite them: ``core.jsonbody`` refuses
+    some JSON everywhere in a body (a 30-digit integer, nesting beyond 32 levels), which an open
+    object's free-form values could hold."""
     schema = msgspec.json.schema(tp)
     defs = schema.pop("$defs", {})
 
@@ -129,7 +143,10 @@ def json_schema(tp: Any) -> dict:
                 target = dict(defs[ref.removeprefix("#/$defs/")])
                 target.pop("title", None)
                 return inline({**target, **{k: v for k, v in node.items() if k != "$ref"}})
-            return {k: inline(v) for k, v in node.items()}
+            out = {k: inline(v) for k, v in node.items()}
+            if closed and "properties" in out and "additionalProperties" not in out:
+                out["additionalProperties"] = False
+            return out
         if isinstance(node, list):
             return [inline(v) for v in node]
         return node
@@ -137,12 +154,32 @@ def json_schema(tp: Any) -> dict:
     return inline(schema)
 
 
-def _media(value: Any) -> OpenAPIMediaType:
+def unknown_fields(value: Any, schema: dict, at: str = "") -> list[str]:
+    """Fields of a body that its (closed) schema does not list, by path: a route that documents its body
+    with ``json_schema(..., closed=True)`` refuses them, so the document and the route agree."""
+    found: list[str] = []
+    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
+        props = schema["properties"]
+        if schema.get("additionalProperties") is False:
+            found += [f"{at}{key}"[:80] for key in value if key not in props]
+        for key, sub in props.items():
+            if key in value and isinstance(sub, dict):
+                found += unknown_fields(value[key], sub, f"{at}{key}.")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value[:10_000]):
+            found += unknown_fields(item, schema["items"], f"{at}{i}.")
+    for alternative in schema.get("anyOf", []):
+        if isinstance(alternative, dict) and (alternative.get("type") == "object") == isinstance(value, dict):
+            found += unknown_fields(value, alternative, at)
+    return found
+
+
+def _media(value: Any, *, closed: bool = False) -> OpenAPIMediaType:
     if value is None:
         return OpenAPIMediaType(schema={})  # type: ignore[arg-type]
     if isinstance(value, dict):
         return OpenAPIMediaType(schema=value)  # type: ignore[arg-type]
-    return OpenAPIMediaType(schema=json_schema(value))  # type: ignore[arg-type]
+    return OpenAPIMediaType(schema=json_schema(value, closed=closed))  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass
@@ -180,7 +217,7 @@ def operation(*, body: Any = None, body_media_types: tuple[str, ...] = ("applica
     (an enum whose other values get a 404 or a 422 worded by the route)."""
     from litestar.openapi.spec import Parameter as SpecParameter
 
-    body_content = {mt: _media(body) for mt in body_media_types} if body is not None else None
+    body_content = {mt: _media(body, closed=True) for mt in body_media_types} if body is not None else None
     extra = [
         SpecParameter(name=p["name"], param_in="query", schema=p["schema"], description=p["description"],  # type: ignore[arg-type]
                       required=p["required"], style="form" if p["repeated"] else None, explode=True if p["repeated"] else None)
@@ -255,7 +292,7 @@ def security_of(handler) -> list[dict[str, list[str]]] | None:
     if "security" in opt:
         return opt["security"]
     unsafe = bool(set(handler.http_methods) & UNSAFE)
-    needs = ([] if opt.get("public") else ["session"]) + (["csrf"] if unsafe else [])
+    needs = ([] if opt.get("public") else ["session"]) + (["csrf", "csrfCookie"] if unsafe else [])
     return [{name: [] for name in needs}] if needs else None
 
 
@@ -279,11 +316,35 @@ def document(handler) -> None:
 
 
 def is_api_route(scope) -> bool:
-    """Is the request's route in the OpenAPI document? Its errors are then problem JSON, always."""
+    """Is the request's route in the OpenAPI document? Its errors are then problem JSON, always.
+
+    A request that matches no route (an id that is no integer: ``/dicom/instances/1.5/annotations``)
+    or none of its methods has no handler: it counts as the API's when its path has the shape of a
+    documented path, any segment standing for each parameter."""
     handler = scope.get("route_handler")
-    if handler is None or not hasattr(handler, "resolve_include_in_schema"):
+    if handler is not None and hasattr(handler, "resolve_include_in_schema"):
+        try:
+            return bool(handler.resolve_include_in_schema())
+        except Exception:  # noqa: BLE001 - a handler not yet attached to the app: not an API answer
+            return False
+    app = scope.get("app")
+    if app is None:
         return False
-    try:
-        return bool(handler.resolve_include_in_schema())
-    except Exception:  # noqa: BLE001 - a handler not yet attached to the app: not an API answer
-        return False
+    shapes = getattr(app.state, "api_path_shapes", None)
+    if shapes is None:
+        shapes = app.state.api_path_shapes = _api_path_shapes(app)
+    return bool(shapes.fullmatch(scope.get("path", "")))
+
+
+def _api_path_shapes(app) -> re.Pattern:
+    import re as _re
+
+    from litestar.routes import HTTPRoute
+
+    shapes = set()
+    for route in app.routes:
+        if isinstance(route, HTTPRoute) and any(h.resolve_include_in_schema() for h in route.route_handlers):
+            parts = _re.split(r"\{[^}]+\}", route.path)
+            shapes.add("[^/]+".join(_re.escape(p) for p in parts) if not route.path.endswith(":path}") else
+                       ".+".join(_re.escape(p) for p in parts))
+    return _re.compile("|".join(sorted(shapes)) or "(?!)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from litestar import Request, post
@@ -23,7 +23,7 @@ from msgspec import Meta
 
 from core.events import Event
 from core.identity.login import client_address, safe_next
-from core.openapi import operation, problems
+from core.openapi import json_schema, operation, problems, unknown_fields
 
 COOKIE = "cpms_passkey"
 CONTEXT = "passkey-challenge"
@@ -35,50 +35,66 @@ MAX_BODY = 64 * 1024
 # --- the OpenAPI document (core/openapi.py) -----------------------------------------------------------
 
 
-class CreationOptions(TypedDict):
+class _CreationOptions(TypedDict):
     """PublicKeyCredentialCreationOptions (WebAuthn), as JSON: hand it to navigator.credentials.create()."""
 
     rp: dict[str, Any]
     user: dict[str, Any]
     challenge: str
     pubKeyCredParams: list[dict[str, Any]]
-    timeout: NotRequired[int]
     excludeCredentials: list[dict[str, Any]]
-    authenticatorSelection: NotRequired[dict[str, Any]]
-    attestation: NotRequired[str]
-    hints: NotRequired[list[str]]
 
 
-class RequestOptions(TypedDict):
+class CreationOptions(_CreationOptions, total=False):
+    timeout: int
+    authenticatorSelection: dict[str, Any]
+    attestation: str
+    hints: list[str]
+
+
+class _RequestOptions(TypedDict):
     """PublicKeyCredentialRequestOptions (WebAuthn), as JSON: hand it to navigator.credentials.get()."""
 
     challenge: str
-    timeout: NotRequired[int]
     rpId: str
     allowCredentials: list[dict[str, Any]]
-    userVerification: NotRequired[str]
-    hints: NotRequired[list[str]]
 
 
-class Credential(TypedDict):
-    """The browser's answer (PublicKeyCredential as JSON); py_webauthn checks the rest."""
-
-    id: NotRequired[str]
-    rawId: NotRequired[str]
-    response: NotRequired[dict[str, Any]]
-    type: NotRequired[str]
+class RequestOptions(_RequestOptions, total=False):
+    timeout: int
+    userVerification: str
+    hints: list[str]
 
 
-class RegistrationAnswer(TypedDict):
+class Credential(TypedDict, total=False):
+    """The browser's answer (PublicKeyCredential as JSON); py_webauthn checks it."""
+
+    id: str
+    rawId: str
+    #: clientDataJSON with attestationObject (adding) or authenticatorData and signature (logging in),
+    #: base64url; transports; userHandle.
+    response: dict[str, str | list[str] | None]
+    type: str
+    authenticatorAttachment: str | None
+    clientExtensionResults: dict[str, bool | str | None]
+
+
+class _RegistrationAnswer(TypedDict):
     credential: Credential
+
+
+class RegistrationAnswer(_RegistrationAnswer, total=False):
     #: Shown on the profile (at most 60 characters are kept; "Passkey" when empty).
-    name: NotRequired[Any]
+    name: str | None
 
 
-class LoginAnswer(TypedDict):
+class _LoginAnswer(TypedDict):
     credential: Credential
+
+
+class LoginAnswer(_LoginAnswer, total=False):
     #: Where to go after the login (a local path; anything else becomes /).
-    next: NotRequired[Any]
+    next: str | None
 
 
 class Registered(TypedDict):
@@ -90,6 +106,8 @@ class LoggedIn(TypedDict):
     next: str
 
 
+REGISTRATION_BODY = json_schema(RegistrationAnswer, closed=True)
+LOGIN_BODY = json_schema(LoginAnswer, closed=True)
 #: The second step of a login reads the session cookie of the first (password) step.
 PENDING = [{"session": [], "csrf": []}]
 API = dict(tags=["passkeys"], request_max_body_size=MAX_BODY)
@@ -146,7 +164,7 @@ def _with_challenge(request: Request, options, purpose: str, user_id: int) -> Re
     return response
 
 
-async def _body(request: Request) -> dict | Response:
+async def _body(request: Request, schema: dict) -> dict | Response:
     from core.jsonbody import JsonRejected, parse
 
     try:
@@ -155,6 +173,10 @@ async def _body(request: Request) -> dict | Response:
         return problem(exc.status, exc.detail)
     if not isinstance(data, dict) or not isinstance(data.get("credential"), dict):
         return problem(400, "Send the browser's answer as {\"credential\": {...}}.")
+    if any(data.get(key) is not None and not isinstance(data[key], str) for key in ("name", "next")):
+        return problem(400, "name and next are texts.")
+    if unknown := unknown_fields(data, schema):
+        return problem(400, f"Unknown fields: {', '.join(unknown[:5])}.")
     return data
 
 
@@ -195,7 +217,7 @@ async def registration_options(request: Request) -> Response[CreationOptions]:
 
 
 @post("/account/passkeys", opt={"authenticated": True}, status_code=201, operation_id="passkeyRegister",
-      operation_class=operation(body=RegistrationAnswer),
+      operation_class=operation(body=REGISTRATION_BODY),
       responses=problems(s400=BAD_ANSWER, s409="This passkey is registered already."), **API)
 async def register(request: Request) -> Response[Registered]:
     """Add the passkey the browser made (checked: challenge, origin, RP id, signature)."""
@@ -206,7 +228,7 @@ async def register(request: Request) -> Response[Registered]:
 
     actor = request.scope["user"]
     settings = request.app.state.settings
-    data = await _body(request)
+    data = await _body(request, REGISTRATION_BODY)
     if isinstance(data, Response):
         return data
     challenge = _open(settings, request.cookies.get(COOKIE), "register", actor.user_id)
@@ -280,7 +302,7 @@ async def login_options(request: Request) -> Response[RequestOptions]:
 
 
 @post("/login/2fa/passkey", opt={"public": True, "security": PENDING}, status_code=200, operation_id="passkeyLogin",
-      operation_class=operation(body=LoginAnswer),
+      operation_class=operation(body=LOGIN_BODY),
       responses=problems(429, s400=BAD_ANSWER, s401="No login is waiting for its second step: log in with the password first.",
                          s409="This passkey was used at the same moment elsewhere; try again."), **API)
 async def login_with_passkey(request: Request) -> Response[LoggedIn]:
@@ -302,7 +324,7 @@ async def login_with_passkey(request: Request) -> Response[LoggedIn]:
     user = await User.select(User.locked_until).where(User.id == user_id).first()
     if throttle.addresses.blocked(address) or await throttle.account_locked(user):
         return problem(429, "Too many failed attempts. Please wait 15 minutes.")
-    data = await _body(request)
+    data = await _body(request, LOGIN_BODY)
     if isinstance(data, Response):
         return data
     challenge = _open(settings, request.cookies.get(COOKIE), "login", user_id)

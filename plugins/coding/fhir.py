@@ -18,7 +18,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
@@ -407,13 +407,16 @@ async def expand_operation(params: Params) -> dict:
 # --- routes and their OpenAPI document (core/openapi.py) ----------------------------------------------
 
 
-class Issue(TypedDict):
+class _Issue(TypedDict):
     severity: Literal["error"]
     code: str
     diagnostics: str
     details: dict[str, str]
+
+
+class Issue(_Issue, total=False):
     #: The parameter at fault.
-    expression: NotRequired[list[str]]
+    expression: list[str]
 
 
 class OperationOutcome(TypedDict):
@@ -428,14 +431,17 @@ class ParametersOut(TypedDict):
     parameter: list[dict[str, Any]]
 
 
-class ValueSetOut(TypedDict):
+class _ValueSetOut(TypedDict):
     resourceType: Literal["ValueSet"]
     url: str
     status: str
     name: str
-    version: NotRequired[str]
     #: identifier, timestamp, total (exact below 1,000 filtered hits), offset, parameter, contains.
     expansion: dict[str, Any]
+
+
+class ValueSetOut(_ValueSetOut, total=False):
+    version: str
 
 
 #: A Parameters resource (POST): each parameter a name and exactly one value[x] (valueString,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import quote
 
 from litestar import Request, get
@@ -233,10 +233,13 @@ class SearchResult(TypedDict):
     hits: list[SearchHit]
 
 
-class CodeRef(TypedDict):
+class _CodeRef(TypedDict):
     code: str
     display: str
-    has_children: NotRequired[bool]
+
+
+class CodeRef(_CodeRef, total=False):
+    has_children: bool
 
 
 class Designation(TypedDict):

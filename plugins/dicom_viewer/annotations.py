@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 import anyio
 from litestar import Request, Response, delete, get, post
@@ -28,7 +28,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 from msgspec import Meta
 
-from core.openapi import Id, operation, problems
+from core.openapi import Id, json_schema, operation, problems, unknown_fields
 from core.web import page
 from plugins.dicom_viewer import geometry as geo
 
@@ -42,7 +42,7 @@ MAX_PER_INSTANCE = 500
 
 # --- the OpenAPI document (core/openapi.py) -----------------------------------------------------------
 
-Coordinate = Annotated[float, Meta(ge=0, description="Pixels of the frame, from 0 to its columns (x) or rows (y).")]
+Coordinate = Annotated[float, Meta(ge=0, le=1e15, description="Pixels of the frame, from 0 to its columns (x) or rows (y).")]
 
 
 class AnnotationGeometry(TypedDict):
@@ -50,15 +50,18 @@ class AnnotationGeometry(TypedDict):
     points: Annotated[list[Annotated[list[Coordinate], Meta(min_length=2, max_length=2)]], Meta(min_length=1, max_length=3)]
 
 
-class AnnotationIn(TypedDict):
+class _AnnotationIn(TypedDict):
     """A new annotation. Checked against the image before anything is stored (422 naming the fault): the
     points' number for the kind, every point on the frame, the frame number, text at most 500 characters
     (after trimming) and without control characters, a text annotation's text not empty."""
 
     kind: Literal["arrow", "text", "length", "angle", "ellipse"]
     geometry: AnnotationGeometry
-    frame: NotRequired[Annotated[int, Meta(ge=1)] | None]
-    text: NotRequired[str | None]
+
+
+class AnnotationIn(_AnnotationIn, total=False):
+    frame: Annotated[int, Meta(ge=1, le=10**9)] | None
+    text: str | None
 
 
 class Author(TypedDict):
@@ -86,6 +89,7 @@ class DicomAnnotations(TypedDict):
 
 
 API = dict(tags=["DICOM viewer"])
+BODY = json_schema(AnnotationIn, closed=True)
 
 
 def problem(status: int, detail: str) -> Response:
@@ -167,6 +171,8 @@ async def _body(request: Request) -> tuple[dict | None, Response | None]:
         return None, problem(exc.status, exc.detail)
     if not isinstance(data, dict):
         return None, problem(422, "The body must be a JSON object with kind, frame, geometry and text.")
+    if unknown := unknown_fields(data, BODY):
+        return None, problem(422, f"Unknown fields: {', '.join(unknown[:5])}.")
     return data, None
 
 
@@ -200,7 +206,7 @@ async def list_fragment(request: Request, series_id: FromPath[int]) -> Template:
 
 
 @post(BASE, opt={"permission": ANNOTATE}, status_code=201, operation_id="createDicomAnnotation",
-      request_max_body_size=MAX_BODY, operation_class=operation(body=AnnotationIn),
+      request_max_body_size=MAX_BODY, operation_class=operation(body=BODY),
       responses=problems(409, 422, s400="The body is not JSON, or not a JSON object."), **API)
 async def create_annotation(request: Request, instance_id: Id) -> Response[DicomAnnotation]:
     """Annotate a frame; the measurement is computed here, from the de-identified dataset."""

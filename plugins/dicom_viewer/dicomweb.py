@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from typing import Annotated, Any, AsyncIterator, NotRequired, TypedDict
+from typing import Annotated, Any, AsyncIterator, TypedDict
 
 from anyio import to_thread
 from litestar import Request, Response, get, post
@@ -59,13 +59,16 @@ FAIL_PROCESSING, FAIL_DUPLICATE, FAIL_NOT_DICOM = 0xC000, 0x0111, 0xC122
 # --- the OpenAPI document (core/openapi.py) -----------------------------------------------------------
 
 
-class DicomAttribute(TypedDict):
+class _DicomAttribute(TypedDict):
     """One attribute in DICOM JSON (PS3.18 F.2): its VR and, unless empty, its values."""
 
     vr: str
-    Value: NotRequired[list[Any]]
-    InlineBinary: NotRequired[str]
-    BulkDataURI: NotRequired[str]
+
+
+class DicomAttribute(_DicomAttribute, total=False):
+    Value: list[Any]
+    InlineBinary: str
+    BulkDataURI: str
 
 
 #: A DICOM JSON dataset: attributes by tag (eight hexadecimal digits).

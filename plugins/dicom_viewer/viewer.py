@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 from urllib.parse import urlencode
 
 import anyio
@@ -309,14 +309,17 @@ def tags_of(ds) -> list[dict]:
     return head + tag_elements(ds, budget)
 
 
-class TagElement(TypedDict):
+class _TagElement(TypedDict):
     tag: str
     keyword: str
     name: str
     vr: str
     value: str
+
+
+class TagElement(_TagElement, total=False):
     #: A sequence's items, each a list of elements (to a bounded depth).
-    items: NotRequired[list[list[Any]]]
+    items: list[list[Any]]
 
 
 class InstanceTags(TypedDict):

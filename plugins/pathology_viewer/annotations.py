@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from litestar import Request, Response, delete, get, post, put
 from litestar.exceptions import HTTPException
@@ -23,7 +23,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 from msgspec import Meta
 
-from core.openapi import Id, operation, problems
+from core.openapi import Id, json_schema, operation, problems, unknown_fields
 from core.web import page
 from plugins.pathology_viewer import geometry as geo
 
@@ -37,25 +37,31 @@ MAX_PER_SLIDE = 2000
 
 # --- the OpenAPI document (core/openapi.py) -----------------------------------------------------------
 
-Coordinate = Annotated[float, Meta(ge=0, description="Level-0 pixels of the slide, from 0 to its width (x) or height (y).")]
+Coordinate = Annotated[float, Meta(ge=0, le=1e15, description="Level-0 pixels of the slide, from 0 to its width (x) or height (y).")]
 Points = Annotated[list[Annotated[list[Coordinate], Meta(min_length=2, max_length=2)]], Meta(min_length=1, max_length=5000)]
 
 
-class SlideGeometry(TypedDict):
+class _SlideGeometry(TypedDict):
     #: point and text 1 point, rect 2 (opposite corners), polygon 3 to 1,000, freehand 2 to 5,000.
     points: Points
+
+
+class SlideGeometry(_SlideGeometry, total=False):
     #: freehand only: a closed outline (at least 3 points) has an area.
-    closed: NotRequired[bool]
+    closed: bool
 
 
-class SlideAnnotationIn(TypedDict):
+class _SlideAnnotationIn(TypedDict):
     """A new annotation. Checked against the slide before anything is stored (422 naming the fault): the
     points' number for the kind, every point on the slide, a rectangle's width and height, a polygon's
     area, text at most 500 characters (after trimming) and without control characters."""
 
     kind: Literal["point", "rect", "polygon", "freehand", "text"]
     geometry: SlideGeometry
-    text: NotRequired[str | None]
+
+
+class SlideAnnotationIn(_SlideAnnotationIn, total=False):
+    text: str | None
 
 
 class SlideAnnotationChange(TypedDict, total=False):
@@ -89,6 +95,8 @@ class SlideAnnotations(TypedDict):
 
 
 API = dict(tags=["pathology viewer"])
+NEW_BODY = json_schema(SlideAnnotationIn, closed=True)
+CHANGE_BODY = json_schema(SlideAnnotationChange, closed=True)
 
 
 def problem(status: int, detail: str) -> Response:
@@ -151,7 +159,7 @@ async def listing(ctx, actor) -> list[dict]:
     return [shape(r, ctx.slide, actor=actor, may_edit=ctx.may_edit, names=names) for r in rows]
 
 
-async def _body(request: Request) -> tuple[dict | None, Response | None]:
+async def _body(request: Request, schema: dict) -> tuple[dict | None, Response | None]:
     from core.jsonbody import JsonRejected, parse
 
     try:
@@ -160,6 +168,8 @@ async def _body(request: Request) -> tuple[dict | None, Response | None]:
         return None, problem(exc.status, exc.detail)
     if not isinstance(data, dict):
         return None, problem(422, "The body must be a JSON object with kind, geometry and text.")
+    if unknown := unknown_fields(data, schema):
+        return None, problem(422, f"Unknown fields: {', '.join(unknown[:5])}.")
     return data, None
 
 
@@ -190,7 +200,7 @@ async def list_fragment(request: Request, slide_id: FromPath[int]) -> Template:
 
 
 @post(BASE, opt={"permission": ANNOTATE}, status_code=201, operation_id="createSlideAnnotation",
-      request_max_body_size=MAX_BODY, operation_class=operation(body=SlideAnnotationIn),
+      request_max_body_size=MAX_BODY, operation_class=operation(body=NEW_BODY),
       responses=problems(409, 422, s400="The body is not JSON, or not a JSON object."), **API)
 async def create_annotation(request: Request, slide_id: Id) -> Response[SlideAnnotation]:
     """Annotate the slide."""
@@ -200,7 +210,7 @@ async def create_annotation(request: Request, slide_id: Id) -> Response[SlideAnn
     ctx, err = await _ctx(request, slide_id)
     if err:
         return err
-    data, err = await _body(request)
+    data, err = await _body(request, NEW_BODY)
     if err:
         return err
     try:
@@ -237,7 +247,7 @@ async def _own(request: Request, slide_id: int, annotation_id: int):
 
 
 @put(BASE + "/{annotation_id:int}", opt={"permission": ANNOTATE}, operation_id="changeSlideAnnotation",
-     request_max_body_size=MAX_BODY, operation_class=operation(body=SlideAnnotationChange),
+     request_max_body_size=MAX_BODY, operation_class=operation(body=CHANGE_BODY),
      responses=problems(422, s400="The body is not JSON, or not a JSON object.",
                         s403="Only its author, or an editor of the enrolling hospital, changes an annotation; or the CSRF "
                              "token is missing or wrong."), **API)
@@ -249,7 +259,7 @@ async def change_annotation(request: Request, slide_id: Id, annotation_id: Id) -
     ctx, row, err = await _own(request, slide_id, annotation_id)
     if err:
         return err
-    data, err = await _body(request)
+    data, err = await _body(request, CHANGE_BODY)
     if err:
         return err
     old_geometry = row["geometry"] if isinstance(row["geometry"], dict) else json.loads(row["geometry"] or "{}")

@@ -20,7 +20,7 @@ import io
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 from urllib.parse import unquote
 
 from anyio import to_thread
@@ -209,7 +209,7 @@ async def base_uri(request: Request, slide_id: FromPath[int]) -> Redirect:
     return Redirect(f"/pathology/iiif/{slide_id}/info.json", status_code=303)
 
 
-class ImageService(TypedDict):
+class _ImageService(TypedDict):
     """IIIF Image API 3.0 image information (info.json), compliance level 2."""
 
     id: str
@@ -226,8 +226,11 @@ class ImageService(TypedDict):
     extraFormats: list[str]
     extraQualities: list[str]
     extraFeatures: list[str]
+
+
+class ImageService(_ImageService, total=False):
     #: The Physical Dimensions service, for calibrated slides.
-    service: NotRequired[list[dict[str, Any]]]
+    service: list[dict[str, Any]]
 
 
 IMAGE_SERVICE = json_schema(ImageService)
