@@ -277,7 +277,7 @@ EXPORT_DOC = operation(
 
 
 @get("/audit/export", opt={"permission": "audit.view"}, operation_id="exportAudit", tags=["audit"],
-     operation_class=EXPORT_DOC, media_type="application/json",
+     operation_class=EXPORT_DOC,
      responses=problems(s422="A filter or the format is not valid (an id out of range, no such date, from after to); "
                              "the messages name each."))
 async def audit_export(request: Request) -> Response[list[AuditRecord]]:

@@ -109,7 +109,7 @@ class LoggedIn(TypedDict):
 REGISTRATION_BODY = json_schema(RegistrationAnswer, closed=True)
 LOGIN_BODY = json_schema(LoginAnswer, closed=True)
 #: The second step of a login reads the session cookie of the first (password) step.
-PENDING = [{"session": [], "csrf": []}]
+PENDING = [{"session": [], "csrf": [], "csrfCookie": []}]
 API = dict(tags=["passkeys"], request_max_body_size=MAX_BODY)
 BAD_ANSWER = "The body is not JSON or not {\"credential\": {...}}, the challenge expired or is not yours, or the " \
              "passkey could not be verified."

@@ -143,7 +143,7 @@ async def individual_form(request: Request, pseudonym: FromPath[str], iid: FromP
 
 # The exports in the OpenAPI document (core/openapi.py): two of the formats are JSON.
 EXPORT_DOC = dict(
-    tags=["pedigree"], media_type="application/fhir+json",
+    tags=["pedigree"],
     operation_class=operation(
         parameter_schemas={"fmt": {"enum": list(FORMATS)}, "privacy": {"enum": ["full", "minimal"], "default": "full"}},
         content={200: {"application/fhir+json": {"type": "object", "description": "fhir: the GA4GH Pedigree FHIR Bundle",
