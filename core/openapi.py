@@ -51,8 +51,9 @@ from litestar.openapi.spec.media_type import OpenAPIMediaType
 from litestar.params import PathParameter
 
 PROBLEM_JSON = "application/problem+json"
-#: Row ids are 64-bit integers in both databases; a larger number in a path names nothing (404).
-MAX_ID = 2**63 - 1
+#: Row ids are piccolo's Serial: a 32-bit integer on PostgreSQL (which refuses to compare a larger
+#: number with it: a 500 once). A larger number in a path names nothing (404, core.security).
+MAX_ID = 2**31 - 1
 SESSION_COOKIE = "cpms_session"
 CSRF_HEADER = "x-csrftoken"
 CSRF_COOKIE = "csrftoken"
@@ -76,7 +77,7 @@ class Problem(_Problem, total=False):
 
 
 #: A row id in a path: what every ``{x:int}`` path parameter of the JSON API is.
-Id = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="A row id (a positive 64-bit integer).")]
+Id = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="A row id (a positive 32-bit integer).")]
 
 SECURITY_SCHEMES = {
     "session": SecurityScheme(
@@ -193,7 +194,7 @@ class CoreOperation(Operation):
         for parameter in self.parameters or []:
             schema = getattr(parameter, "schema", None)
             if getattr(schema, "maximum", None) == float(MAX_ID):
-                schema.maximum = MAX_ID  # type: ignore[assignment]  (Litestar writes limits as floats: 2**63 once rounded)
+                schema.maximum = MAX_ID  # type: ignore[assignment]  (Litestar writes limits as floats)
 
 
 def query(name: str, schema: dict, description: str, *, repeated: bool = False, required: bool = False) -> dict:

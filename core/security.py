@@ -88,7 +88,7 @@ async def permission_guard(connection: ASGIConnection, handler: BaseRouteHandler
     # a thread hop on every request (measured: about a third of a cached tile's time).
     opt = handler.opt
     for value in connection.path_params.values():
-        # A path id beyond 64 bits names no row, and both databases refuse to compare it (a 500 once).
+        # A path id beyond a row id's 32 bits names no row, and PostgreSQL refuses to compare it (a 500 once).
         if isinstance(value, int) and not -MAX_ID - 1 <= value <= MAX_ID:
             raise NotFoundException("There is nothing at this address, or you may not see it.")
     if opt.get("public"):

@@ -157,3 +157,18 @@ async def test_every_get_route_answering_json_is_documented_and_answers_as_docum
                 types = [t.split(";")[0] for t in listed["content"]]
                 assert content_type in types, (url, answer.status_code, content_type, types)
     assert documented_answers >= 25 and json_answers >= 20, (documented_answers, json_answers)
+
+
+async def test_ids_beyond_a_row_id_and_digits_int_cannot_read_are_refused_not_500(client, demo, settings):
+    """Found while documenting the API: a path id past 32 bits reached PostgreSQL (500: an int4 column
+    compared with a larger number), and ``str.isdigit()`` let "²" through to ``int()`` (500)."""
+    for url in ("/dicom/series/2147483648/instances", "/pathology/slides/99999999999999999999999/annotations",
+                "/admin/users/9223372036854775806", "/panels/2147483648"):
+        r = await client.get(url, follow_redirects=False)
+        assert r.status_code == 404, (url, r.status_code)
+    api = await client.get("/dicom/series/2147483648/instances")
+    assert api.headers["content-type"].startswith("application/problem+json")
+    await enrol_totp(demo.users["dpo"])
+    await login(client, "dpo@demo.cpms.eu", DEMO_PASSWORD.format(role="dpo"))
+    r = await client.get("/audit/export", params={"format": "json", "actor": "²"})
+    assert r.status_code == 422 and "Actor id" in r.text
