@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from litestar import Request, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Response
-from msgspec import Meta
 
 from core.events import Event
 from core.identity.login import client_address, safe_next
