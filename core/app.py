@@ -19,7 +19,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 import core
-from core import db
+from core import db, openapi
 from core.errors import EXCEPTION_HANDLERS
 from core.identity import passwords
 from core.identity.sessions import auth_middleware_factory
@@ -41,7 +41,11 @@ class PluginHostInit(InitPluginProtocol):
 
     def on_app_init(self, app_config):
         host = self.host
-        app_config.route_handlers.extend(handler for _, handler in host.routes())
+        handlers = [handler for _, handler in host.routes()]
+        for handler in handlers:
+            openapi.document(handler)  # what the core answers on every route, in the API's document
+        app_config.route_handlers.extend(allow_handlers(handlers))
+        app_config.route_handlers.extend(handlers)
         cache = CacheControlHeader(max_age=3600, public=True)
         app_config.route_handlers.append(
             create_static_files_router("/static/core", [CORE_STATIC], name="static-core", opt={"public": True}, cache_control=cache)
@@ -85,6 +89,40 @@ class PluginHostInit(InitPluginProtocol):
         await app.state.sweeper.start()
 
 
+def allow_handlers(handlers) -> list:
+    """An OPTIONS handler for each path that several handlers share, registered before them.
+
+    Litestar gives every path an automatic OPTIONS answer whose Allow header lists the path's methods,
+    but when handlers of one path are registered one by one (as plugins' are), the answer made for the
+    first handler stays, listing that handler's methods only (``Allow: GET, OPTIONS`` on a path that
+    also takes POST). Registered first, this one is the path's OPTIONS handler and lists them all."""
+    from litestar import Response, route
+    from litestar.handlers import HTTPRouteHandler
+
+    methods: dict[str, set[str]] = {}
+    for handler in handlers:
+        if isinstance(handler, HTTPRouteHandler):
+            for path in handler.paths:
+                methods.setdefault(path, set()).update(handler.http_methods)
+    out = []
+    for path, verbs in sorted(methods.items()):
+        if len(verbs) < 2 or "OPTIONS" in verbs:
+            continue
+        out.append(route(path, http_method="OPTIONS", include_in_schema=False, opt={"public": True},
+                         name=f"options:{path}", signature_namespace={"Response": Response})(
+            _options_answer(", ".join(sorted(verbs | {"OPTIONS"})))))
+    return out
+
+
+def _options_answer(allow: str):
+    from litestar import Response
+
+    async def options() -> Response:
+        return Response(content=None, status_code=204, headers={"Allow": allow})
+
+    return options
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     passwords.configure(settings)
@@ -102,7 +140,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
-            title="CPMS API", version=core.__version__, path="/api/schema",
+            # The JSON API only: which routes are in it and why, core/openapi.py.
+            title="CPMS API", version=core.__version__, path="/api/schema", components=openapi.components(),
+            description="The JSON API of CPMS. Log in at /login (and /login/2fa) for the session cookie; changes "
+                        "carry the `csrftoken` cookie's value in the `x-csrftoken` header. Errors are RFC 9457 "
+                        "problems (application/problem+json), except the FHIR operations' OperationOutcome.",
             render_plugins=[JsonRenderPlugin()],
             openapi_router=Router("/api/schema", route_handlers=[], include_in_schema=False, opt={"public": True}),
         ),

@@ -35,6 +35,10 @@ TITLES = {
 
 
 def wants_json(request: Request) -> bool:
+    from core.openapi import is_api_route
+
+    if is_api_route(request.scope):  # a route of the JSON API answers its errors as problems, always
+        return True
     path = request.url.path
     if path.startswith("/api/") or path == "/healthz":
         return True
@@ -77,9 +81,18 @@ def error_response(request: Request, status: int, detail: str, messages: list[st
         return Response(f"<h1>{escape(title)}</h1><p>{escape(detail)}</p>", status_code=status, media_type=MediaType.HTML)
 
 
+def sends_to_login(request: Request) -> bool:
+    """A person not logged in is sent to the login page: on every page, and on a JSON route that a
+    browser opened (a GET asking for HTML first: a download link, an info.json followed by hand).
+    A program gets the 401 problem (core/openapi.py documents both)."""
+    if not wants_json(request):
+        return True
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+
+
 def http_exception_handler(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
-    if isinstance(exc, NotAuthorizedException) and not wants_json(request):
+    if isinstance(exc, NotAuthorizedException) and sends_to_login(request):
         target = "/login?next=" + quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe="")
         if request.headers.get("hx-request") == "true":
             return Response("", status_code=200, headers={"HX-Redirect": target})

@@ -6,9 +6,10 @@ import logging
 import re
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
 
+from core.openapi import MAX_ID
 from core.permissions import allowed
 
 log = logging.getLogger("cpms.security")
@@ -86,6 +87,10 @@ async def permission_guard(connection: ASGIConnection, handler: BaseRouteHandler
     # async although it awaits nothing: Litestar runs a plain-function guard in a worker thread,
     # a thread hop on every request (measured: about a third of a cached tile's time).
     opt = handler.opt
+    for value in connection.path_params.values():
+        # A path id beyond a row id's 32 bits names no row, and PostgreSQL refuses to compare it (a 500 once).
+        if isinstance(value, int) and not -MAX_ID - 1 <= value <= MAX_ID:
+            raise NotFoundException("There is nothing at this address, or you may not see it.")
     if opt.get("public"):
         return
     if _is_automatic_options(handler):

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, TypedDict
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get
@@ -23,6 +23,7 @@ from core.audit.chain import entries_in_order
 from core.audit.tables import AuditEntry
 from core.errors import error_response
 from core.events import Event
+from core.openapi import operation, problems, query
 from core.identity.login import client_address
 from core.web import page
 
@@ -31,7 +32,7 @@ PER_PAGE = 50
 MAX_ID = 2**31 - 1
 PSEUDONYM_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 ACTION_RE = re.compile(r"[a-z0-9_.]{1,50}")
-DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 FILTER_NAMES = ("pseudonym", "action", "actor", "from", "to")
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 EXPORT_COLUMNS = (
@@ -75,14 +76,19 @@ class Filters:
 # --- reading the query string -------------------------------------------------------------
 
 
+#: Filters may come with spaces around them (a pasted pseudonym); only these are trimmed, as the
+#: export's OpenAPI document says.
+SPACES = " \t\r\n"
+
+
 def _text(query, name: str) -> str:
-    return (query.get(name) or "").strip()
+    return (query.get(name) or "").strip(SPACES)
 
 
 def _positive_int(raw: str, label: str, errors: list[str]) -> int | None:
     if not raw:
         return None
-    if raw.isdigit() and 0 < int(raw) <= MAX_ID:
+    if re.fullmatch(r"[0-9]{1,19}", raw) and 0 < int(raw) <= MAX_ID:
         return int(raw)
     errors.append(f"{label}: give a whole number from 1 to {MAX_ID}.")
     return None
@@ -238,8 +244,45 @@ async def _export_batches(hcp_id: int | None, filters: Filters) -> AsyncIterator
         yield rows
 
 
-@get("/audit/export", opt={"permission": "audit.view"}, include_in_schema=False)
-async def audit_export(request: Request) -> Response:
+def _filter(pattern: str) -> dict:
+    """A filter's value as the export reads it: trimmed of SPACES, empty meaning no filter."""
+    return {"type": "string", "pattern": f"^[ \\t\\r\\n]*(?:{pattern})?[ \\t\\r\\n]*$"}
+
+
+class AuditRecord(TypedDict):
+    seq: int
+    at: str
+    actor_id: int | None
+    actor_hcp: int | None
+    action: str
+    patient_pseudonym: str | None
+    patient_hcp: int | None
+    detail: Any
+    address: str | None
+    prev_hash: str
+    hash: str
+
+
+EXPORT_DOC = operation(
+    parameters=[
+        query("format", {"enum": ["csv", "json"], "default": "csv"}, "csv (default) or json; anything else: 422."),
+        query("pseudonym", _filter(PSEUDONYM_RE.pattern), "Entries about this patient."),
+        query("action", _filter(ACTION_RE.pattern), "Entries of this action, e.g. patient.view."),
+        query("actor", _filter("[0-9]{1,19}"), f"Entries by this user id (1 to {MAX_ID})."),
+        query("from", _filter("[0-9]{4}-[0-9]{2}-[0-9]{2}"), "Entries from this day (YYYY-MM-DD, UTC)."),
+        query("to", _filter("[0-9]{4}-[0-9]{2}-[0-9]{2}"), "Entries to this day, inclusive; not before from."),
+    ],
+    content={200: {"application/json": list[AuditRecord], "text/csv": None}},
+)
+
+
+@get("/audit/export", opt={"permission": "audit.view"}, operation_id="exportAudit", tags=["audit"],
+     operation_class=EXPORT_DOC,
+     responses=problems(s422="A filter or the format is not valid (an id out of range, no such date, from after to); "
+                             "the messages name each."))
+async def audit_export(request: Request) -> Response[list[AuditRecord]]:
+    """The audit trail of the hospital's patients, oldest first, as a CSV or JSON download (the same filters
+    as the page's); the export itself goes to the activity log."""
     actor = request.scope["user"]
     query = request.query_params
     filters, errors = parse_filters(query)

@@ -41,7 +41,7 @@ async def verify_totp(settings, user_id: int, code: str) -> bool:
     from core.identity.tables import User
 
     code = code.replace(" ", "")
-    if not (code.isdigit() and len(code) == 6):
+    if not (code.isdecimal() and len(code) == 6):
         return False
     user = await User.select(User.totp_secret, User.totp_last_step).where(User.id == user_id).first()
     if not user or not user["totp_secret"]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from litestar import Request, post
@@ -21,11 +22,96 @@ from litestar.response import Redirect, Response
 
 from core.events import Event
 from core.identity.login import client_address, safe_next
+from core.openapi import json_schema, operation, problems, unknown_fields
 
 COOKIE = "cpms_passkey"
 CONTEXT = "passkey-challenge"
 TTL = 300
 MAX_PER_USER = 10
+MAX_BODY = 64 * 1024
+
+
+# --- the OpenAPI document (core/openapi.py) -----------------------------------------------------------
+
+
+class _CreationOptions(TypedDict):
+    """PublicKeyCredentialCreationOptions (WebAuthn), as JSON: hand it to navigator.credentials.create()."""
+
+    rp: dict[str, Any]
+    user: dict[str, Any]
+    challenge: str
+    pubKeyCredParams: list[dict[str, Any]]
+    excludeCredentials: list[dict[str, Any]]
+
+
+class CreationOptions(_CreationOptions, total=False):
+    timeout: int
+    authenticatorSelection: dict[str, Any]
+    attestation: str
+    hints: list[str]
+
+
+class _RequestOptions(TypedDict):
+    """PublicKeyCredentialRequestOptions (WebAuthn), as JSON: hand it to navigator.credentials.get()."""
+
+    challenge: str
+    rpId: str
+    allowCredentials: list[dict[str, Any]]
+
+
+class RequestOptions(_RequestOptions, total=False):
+    timeout: int
+    userVerification: str
+    hints: list[str]
+
+
+class Credential(TypedDict, total=False):
+    """The browser's answer (PublicKeyCredential as JSON); py_webauthn checks it."""
+
+    id: str
+    rawId: str
+    #: clientDataJSON with attestationObject (adding) or authenticatorData and signature (logging in),
+    #: base64url; transports; userHandle.
+    response: dict[str, str | list[str] | None]
+    type: str
+    authenticatorAttachment: str | None
+    clientExtensionResults: dict[str, bool | str | None]
+
+
+class _RegistrationAnswer(TypedDict):
+    credential: Credential
+
+
+class RegistrationAnswer(_RegistrationAnswer, total=False):
+    #: Shown on the profile (at most 60 characters are kept; "Passkey" when empty).
+    name: str | None
+
+
+class _LoginAnswer(TypedDict):
+    credential: Credential
+
+
+class LoginAnswer(_LoginAnswer, total=False):
+    #: Where to go after the login (a local path; anything else becomes /).
+    next: str | None
+
+
+class Registered(TypedDict):
+    ok: Literal[True]
+    name: str
+
+
+class LoggedIn(TypedDict):
+    next: str
+
+
+REGISTRATION_BODY = json_schema(RegistrationAnswer, closed=True)
+LOGIN_BODY = json_schema(LoginAnswer, closed=True)
+#: The second step of a login reads the session cookie of the first (password) step.
+PENDING = [{"session": [], "csrf": [], "csrfCookie": []}]
+API = dict(tags=["passkeys"], request_max_body_size=MAX_BODY)
+BAD_ANSWER = "The body is not JSON or not {\"credential\": {...}}, the challenge expired or is not yours, or the " \
+             "passkey could not be verified."
 
 
 def rp_id(settings) -> str:
@@ -77,15 +163,19 @@ def _with_challenge(request: Request, options, purpose: str, user_id: int) -> Re
     return response
 
 
-async def _body(request: Request) -> dict | Response:
+async def _body(request: Request, schema: dict) -> dict | Response:
     from core.jsonbody import JsonRejected, parse
 
     try:
-        data = parse(await request.body(), max_bytes=64 * 1024, what="The passkey answer")
+        data = parse(await request.body(), max_bytes=MAX_BODY, what="The passkey answer")
     except JsonRejected as exc:
         return problem(exc.status, exc.detail)
     if not isinstance(data, dict) or not isinstance(data.get("credential"), dict):
         return problem(400, "Send the browser's answer as {\"credential\": {...}}.")
+    if any(data.get(key) is not None and not isinstance(data[key], str) for key in ("name", "next")):
+        return problem(400, "name and next are texts.")
+    if unknown := unknown_fields(data, schema):
+        return problem(400, f"Unknown fields: {', '.join(unknown[:5])}.")
     return data
 
 
@@ -98,8 +188,10 @@ async def credentials_of(user_id: int) -> list[dict]:
 # --- adding a passkey (profile) ------------------------------------------------------------------
 
 
-@post("/account/passkeys/options", opt={"authenticated": True}, include_in_schema=False)
-async def registration_options(request: Request) -> Response:
+@post("/account/passkeys/options", opt={"authenticated": True}, status_code=200, operation_id="passkeyRegistrationOptions",
+      responses=problems(s409="Two-step login with an authenticator app is not on, or the account has 10 passkeys."), **API)
+async def registration_options(request: Request) -> Response[CreationOptions]:
+    """Start adding a passkey: the options for the browser, and the challenge in a sealed cookie (5 minutes)."""
     from webauthn import generate_registration_options
     from webauthn.helpers import base64url_to_bytes
     from webauthn.helpers.structs import (
@@ -123,8 +215,11 @@ async def registration_options(request: Request) -> Response:
     return _with_challenge(request, options, "register", actor.user_id)
 
 
-@post("/account/passkeys", opt={"authenticated": True}, include_in_schema=False)
-async def register(request: Request) -> Response:
+@post("/account/passkeys", opt={"authenticated": True}, status_code=201, operation_id="passkeyRegister",
+      operation_class=operation(body=REGISTRATION_BODY),
+      responses=problems(s400=BAD_ANSWER, s409="This passkey is registered already."), **API)
+async def register(request: Request) -> Response[Registered]:
+    """Add the passkey the browser made (checked: challenge, origin, RP id, signature)."""
     from webauthn import verify_registration_response
     from webauthn.helpers import bytes_to_base64url
 
@@ -132,7 +227,7 @@ async def register(request: Request) -> Response:
 
     actor = request.scope["user"]
     settings = request.app.state.settings
-    data = await _body(request)
+    data = await _body(request, REGISTRATION_BODY)
     if isinstance(data, Response):
         return data
     challenge = _open(settings, request.cookies.get(COOKIE), "register", actor.user_id)
@@ -179,8 +274,12 @@ async def remove(request: Request, passkey_id: FromPath[int]) -> Redirect:
 # --- the second step of a login ------------------------------------------------------------------
 
 
-@post("/login/2fa/passkey/options", opt={"public": True}, include_in_schema=False)
-async def login_options(request: Request) -> Response:
+@post("/login/2fa/passkey/options", opt={"public": True, "security": PENDING}, status_code=200,
+      operation_id="passkeyLoginOptions",
+      responses=problems(s401="No login is waiting for its second step: log in with the password first.",
+                         s409="The account has no passkey: use the authenticator app's code."), **API)
+async def login_options(request: Request) -> Response[RequestOptions]:
+    """The second step of a login, by passkey: the options for the browser (challenge in a sealed cookie)."""
     from webauthn import generate_authentication_options
     from webauthn.helpers import base64url_to_bytes
     from webauthn.helpers.structs import PublicKeyCredentialDescriptor, UserVerificationRequirement
@@ -201,8 +300,12 @@ async def login_options(request: Request) -> Response:
     return _with_challenge(request, options, "login", user_id)
 
 
-@post("/login/2fa/passkey", opt={"public": True}, include_in_schema=False)
-async def login_with_passkey(request: Request) -> Response:
+@post("/login/2fa/passkey", opt={"public": True, "security": PENDING}, status_code=200, operation_id="passkeyLogin",
+      operation_class=operation(body=LOGIN_BODY),
+      responses=problems(429, s400=BAD_ANSWER, s401="No login is waiting for its second step: log in with the password first.",
+                         s409="This passkey was used at the same moment elsewhere; try again."), **API)
+async def login_with_passkey(request: Request) -> Response[LoggedIn]:
+    """Complete the login with the passkey's signature; the session is then fully logged in."""
     from webauthn import verify_authentication_response
     from webauthn.helpers import base64url_to_bytes
 
@@ -220,7 +323,7 @@ async def login_with_passkey(request: Request) -> Response:
     user = await User.select(User.locked_until).where(User.id == user_id).first()
     if throttle.addresses.blocked(address) or await throttle.account_locked(user):
         return problem(429, "Too many failed attempts. Please wait 15 minutes.")
-    data = await _body(request)
+    data = await _body(request, LOGIN_BODY)
     if isinstance(data, Response):
         return data
     challenge = _open(settings, request.cookies.get(COOKIE), "login", user_id)

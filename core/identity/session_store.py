@@ -92,8 +92,8 @@ class DatabaseSessionStore:
 
         where = (Session.user == user_id) & Session.revoked_at.is_null()
         if session_ids is not None:
-            where &= Session.id.is_in([int(i) for i in session_ids if i.isdigit()] or [0])
-        if keep is not None and keep.isdigit():
+            where &= Session.id.is_in([int(i) for i in session_ids if i.isdecimal()] or [0])
+        if keep is not None and keep.isdecimal():
             where &= Session.id != int(keep)
         return len(await Session.update({Session.revoked_at: now()}).where(where).returning(Session.id))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from litestar.openapi.datastructures import ResponseSpec
 from litestar import Request, get
 from litestar.response import Redirect, Response, Template
 
@@ -30,7 +31,9 @@ class Health:
     database: str
 
 
-@get("/healthz", opt={"public": True}, operation_id="health", tags=["operations"], cache=False)
+@get("/healthz", opt={"public": True}, operation_id="health", tags=["operations"], cache=False,
+     responses={503: ResponseSpec(data_container=Health, generate_examples=False,
+                                  description="The database does not answer: status unavailable, database unreachable.")})
 async def healthz() -> Response[Health]:
     """Liveness and database reachability; 503 when the database does not answer."""
     ok = await db.ping()

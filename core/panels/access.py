@@ -146,7 +146,7 @@ def require(ctx: PanelCtx, *roles: str, states: frozenset | set | tuple | None =
 def check_revision(ctx: PanelCtx, form) -> None:
     """A form carries the panel revision it was built from; an older one is stale (409)."""
     raw = str(form.get("revision", "") or "")
-    if not raw.isdigit() or int(raw) != ctx.panel["revision"]:
+    if not raw.isdecimal() or int(raw) != ctx.panel["revision"]:
         raise HTTPException(
             status_code=409,
             detail="This panel changed since you opened the page (someone else acted on it). Reload the page and try again.",

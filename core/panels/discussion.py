@@ -270,11 +270,11 @@ async def post_message(request: Request, panel_id: FromPath[int]) -> Template | 
     body = str(form.get("body", "") or "").replace("\r\n", "\n").strip()
     raw_parent = str(form.get("parent", "") or "").strip()
     parent = None
-    form_parent = int(raw_parent) if raw_parent.isdigit() and len(raw_parent) < 13 else None  # which form to give back
+    form_parent = int(raw_parent) if raw_parent.isdecimal() and len(raw_parent) < 13 else None  # which form to give back
     error = ""
     if raw_parent:
         row = None
-        if raw_parent.isdigit() and len(raw_parent) < 13:
+        if raw_parent.isdecimal() and len(raw_parent) < 13:
             row = await Message.select(Message.id).where(
                 (Message.id == int(raw_parent)) & (Message.panel == panel_id) & Message.parent.is_null()
             ).first()

@@ -100,7 +100,7 @@ async def group_create(request: Request) -> Template | Redirect:
     actor = request.scope["user"]
     form = await request.form()
     raw_ern = str(form.get("ern", "") or "").strip()
-    if not raw_ern.isdigit() or len(raw_ern) > 12 or not actor.can(MANAGE, int(raw_ern)):
+    if not raw_ern.isdecimal() or len(raw_ern) > 12 or not actor.can(MANAGE, int(raw_ern)):
         raise NotFoundException("No such network among those whose expert groups you keep.")
     ern_id = int(raw_ern)
     name = " ".join(str(form.get("name", "") or "").split())
@@ -133,7 +133,7 @@ async def group_add(request: Request, group_id: FromPath[int]) -> Template | Red
     group = await _group_for(request, group_id)
     form = await request.form()
     raw = str(form.get("user", "") or "").strip()
-    user_id = int(raw) if raw.isdigit() and len(raw) <= 12 else None
+    user_id = int(raw) if raw.isdecimal() and len(raw) <= 12 else None
     if user_id is None or user_id not in await ern_experts(group["ern"], [user_id]):
         return await _detail_page(request, group, error=f"Choose a healthcare professional or coordinator of {group['ern_acronym']}.", status_code=422)
     async with ExpertGroupMember._meta.db.transaction():

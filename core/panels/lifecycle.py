@@ -118,7 +118,7 @@ async def _precheck(request: Request, ctx: PanelCtx, t: Transition, form) -> dic
         from core.orgs.tables import Ern
 
         raw = str(form.get("ern", "") or "")
-        target = await Ern.select(Ern.id, Ern.acronym).where(Ern.id == int(raw)).first() if raw.isdigit() else None
+        target = await Ern.select(Ern.id, Ern.acronym).where(Ern.id == int(raw)).first() if raw.isdecimal() else None
         if target is None or target["id"] == panel["ern"]:
             raise HTTPException(status_code=422, detail="Choose the ERN to forward the panel to (another one than now).")
         extra["ern"] = target["id"]

@@ -93,7 +93,7 @@ def parse_meeting_form(form, *, now: datetime | None = None) -> dict:
     if starts_at > now + timedelta(days=2 * 366):
         raise _invalid("Schedule the meeting within the next two years.")
     raw_minutes = str(form.get("minutes", "") or "").strip()
-    if not raw_minutes.isdigit() or not MIN_MINUTES <= int(raw_minutes) <= MAX_MINUTES:
+    if not raw_minutes.isdecimal() or not MIN_MINUTES <= int(raw_minutes) <= MAX_MINUTES:
         raise _invalid(f"The meeting lasts {MIN_MINUTES} to {MAX_MINUTES} minutes.")
     agenda = str(form.get("agenda", "") or "").replace("\r\n", "\n").strip()
     if len(agenda) > AGENDA_MAX:
@@ -307,7 +307,7 @@ async def attendance(request: Request, panel_id: FromPath[int], meeting_id: From
     present: set[int] = set()
     for raw in form.getall("present") if hasattr(form, "getall") else []:
         raw = str(raw)
-        if not raw.isdigit() or int(raw) not in expected:
+        if not raw.isdecimal() or int(raw) not in expected:
             raise _invalid("Only the panel's members can be marked present; reload the page.")
         present.add(int(raw))
     actor = request.scope["user"]

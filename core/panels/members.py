@@ -261,7 +261,7 @@ def _user_ids(form) -> list[int]:
     ids: list[int] = []
     for value in raw:
         value = str(value).strip()
-        if not value.isdigit() or len(value) > 12:
+        if not value.isdecimal() or len(value) > 12:
             raise _bad(422, "Choose the experts to invite from the search results.")
         ids.append(int(value))
     ids = list(dict.fromkeys(ids))
@@ -301,7 +301,7 @@ async def invite_group(request: Request, panel_id: FromPath[int]) -> Redirect:
     ctx, form = await _inviting(request, panel_id)
     raw = str(form.get("group", "") or "").strip()
     group = None
-    if raw.isdigit() and len(raw) <= 12:
+    if raw.isdecimal() and len(raw) <= 12:
         group = await ExpertGroup.select().where((ExpertGroup.id == int(raw)) & (ExpertGroup.ern == ctx.panel["ern"])).first()
     if group is None:
         raise _bad(422, "Choose one of the ERN's expert groups.")

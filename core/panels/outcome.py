@@ -203,7 +203,7 @@ async def choose_signers(request: Request, panel_id: FromPath[int]) -> Redirect:
     chosen: set[int] = set()
     for raw in form.getall("signer") if hasattr(form, "getall") else []:
         raw = str(raw)
-        if not raw.isdigit() or int(raw) not in candidates:
+        if not raw.isdecimal() or int(raw) not in candidates:
             raise _invalid("Co-signers are chosen among the members who accepted; reload the page.")
         chosen.add(int(raw))
     actor = request.scope["user"]

@@ -128,7 +128,7 @@ async def new_submit(request: Request) -> Template | Redirect:
     patient = await load_patient(request, str(form.get("patient", ""))[:20])
     erns = {e["id"] for e in await _erns_for(actor, patient)}
     raw_ern = str(form.get("ern", "") or "")
-    ern_id = int(raw_ern) if raw_ern.isdigit() else None
+    ern_id = int(raw_ern) if raw_ern.isdecimal() else None
     values, errors = _basics(form)
     if ern_id not in erns:
         errors["ern"] = "Choose one of the patient's ERNs where you may open panels."
@@ -445,7 +445,7 @@ def _number(raw: str, name: str, top: int) -> int | None:
     raw = raw.strip()
     if not raw:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= top:
+    if not raw.isdecimal() or not 1 <= int(raw) <= top:
         raise HTTPException(status_code=400, detail=f"The filter '{name}' must be a whole number from 1 to {top:,}, or empty.")
     return int(raw)
 

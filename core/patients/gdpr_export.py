@@ -28,6 +28,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath, QueryParameter
 
 from core.crypto import keyring
+from core.openapi import operation, problems
 from core.events import await_me_maybe
 from core.patients import identity as ident
 from core.patients.access import CONSENT_KINDS, PatientRef, load_patient
@@ -712,10 +713,24 @@ async def _stream_and_close(spool, chunk_size: int = 256 * 1024):
         spool.close()
 
 
-@get("/patients/{pseudonym:str}/export", opt={"permission": PERMISSION}, include_in_schema=False)
+EXPORT_DOC = operation(
+    parameter_schemas={"format": {"enum": list(FORMATS), "default": "json"}},
+    content={200: {
+        "application/json": {"type": "object", "description": "json: everything held, decrypted"},
+        "application/fhir+json": {"type": "object", "description": "fhir: an HL7 FHIR R4B Bundle",
+                                  "properties": {"resourceType": {"const": "Bundle"}}, "required": ["resourceType"]},
+        "application/pdf": None, "application/zip": None,
+    }},
+)
+
+
+@get("/patients/{pseudonym:str}/export", opt={"permission": PERMISSION}, operation_id="exportPatient", tags=["patients"],
+     operation_class=EXPORT_DOC, responses=problems(s400="Unknown format: json, fhir, pdf or zip."))
 async def export(
     request: Request, pseudonym: FromPath[str], fmt: Annotated[str, QueryParameter(name="format", max_length=10)] = "json",
 ) -> Response:
+    """The GDPR access export (Art. 15) of one patient: everything held, as JSON, an HL7 FHIR R4B Bundle, a
+    PDF or all of them with the documents' files in a ZIP; downloaded under the pseudonym's name, audited."""
     if fmt not in FORMATS:
         # Checked before the patient is looked up, so the answer reveals nothing about it.
         raise HTTPException(status_code=400, detail=f"Unknown export format; choose one of: {', '.join(FORMATS)}.")

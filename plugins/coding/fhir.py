@@ -18,10 +18,12 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any, Literal, TypedDict
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
 
+from core.openapi import operation, problem, query
 from plugins.coding import SEARCH
 
 log = logging.getLogger("cpms.coding.fhir")
@@ -61,14 +63,14 @@ def outcome(status: int, code: str, message: str, expression: str | None = None,
 
 def fhir_exception_handler(request: Request, exc: Exception) -> Response:
     """Every failure of a FHIR route as an OperationOutcome (a FHIR client reads nothing else)."""
-    from core.errors import CSRF_FAILED, http_exception_handler
+    from core.errors import CSRF_FAILED, http_exception_handler, sends_to_login
 
     if isinstance(exc, FhirError):
         return outcome(exc.status, exc.code, exc.message, exc.expression)
     if isinstance(exc, ValidationException):
         return outcome(400, "invalid", "Some parameters are missing or not valid.")
     if isinstance(exc, NotAuthorizedException):
-        if "html" in request.headers.get("accept", ""):
+        if sends_to_login(request):
             return http_exception_handler(request, exc)  # a person in a browser: the login page
         return outcome(401, "login", "Log in first.")
     if isinstance(exc, HTTPException) and exc.status_code < 500:
@@ -402,9 +404,112 @@ async def expand_operation(params: Params) -> dict:
     }
 
 
-# --- routes ---------------------------------------------------------------------------------------
+# --- routes and their OpenAPI document (core/openapi.py) ----------------------------------------------
 
-OPT = {"permission": SEARCH}
+
+class _Issue(TypedDict):
+    severity: Literal["error"]
+    code: str
+    diagnostics: str
+    details: dict[str, str]
+
+
+class Issue(_Issue, total=False):
+    #: The parameter at fault.
+    expression: list[str]
+
+
+class OperationOutcome(TypedDict):
+    """Every failure of a FHIR operation, a refused login or permission included."""
+
+    resourceType: Literal["OperationOutcome"]
+    issue: list[Issue]
+
+
+class ParametersOut(TypedDict):
+    resourceType: Literal["Parameters"]
+    parameter: list[dict[str, Any]]
+
+
+class _ValueSetOut(TypedDict):
+    resourceType: Literal["ValueSet"]
+    url: str
+    status: str
+    name: str
+    #: identifier, timestamp, total (exact below 1,000 filtered hits), offset, parameter, contains.
+    expansion: dict[str, Any]
+
+
+class ValueSetOut(_ValueSetOut, total=False):
+    version: str
+
+
+#: A Parameters resource (POST): each parameter a name and exactly one value[x] (valueString,
+#: valueCode, valueUri, valueInteger, valueBoolean, valueCoding...), as the GET query names them.
+PARAMETERS_BODY = {
+    "type": "object", "required": ["resourceType"],
+    "properties": {
+        "resourceType": {"const": "Parameters"},
+        "parameter": {"type": "array", "items": {
+            "type": "object", "required": ["name"], "properties": {"name": {"type": "string"}},
+            "description": "name and exactly one value[x]; the values the GET parameters take, or a Coding as valueCoding.",
+        }},
+    },
+}
+
+
+def _outcome(status: int, description: str):
+    return problem(status, description, media_type=FHIR_JSON, container=OperationOutcome)
+
+
+ERRORS = {
+    400: _outcome(400, "A parameter is missing, repeated, too long or not valid (the issue's expression names it)."),
+    404: _outcome(404, "The code system (or that version of it) is not loaded, or the code is not in it."),
+    405: _outcome(405, "Use GET or POST."),
+}
+POST_ERRORS = {
+    **ERRORS,
+    413: _outcome(413, "The body is larger than 1 MB."),
+    415: _outcome(415, "Send a Parameters resource as application/fhir+json (or application/json)."),
+}
+SYSTEM, CODE = {"type": "string", "maxLength": 300}, {"type": "string", "maxLength": 64}
+VERSION, DISPLAY = {"type": "string", "maxLength": 100}, {"type": "string", "maxLength": 1000}
+LOOKUP_QUERY = [
+    query("system", SYSTEM, "The code system's canonical URL (or its CPMS key).", required=True),
+    query("code", CODE, "The code.", required=True),
+    query("version", VERSION, "The loaded version, if given (else 404)."),
+    query("display", DISPLAY, "Accepted and ignored."),
+    query("property", {"type": "string"}, "Properties wanted (parent, child, inactive, designation, or the system's own).",
+          repeated=True),
+]
+VALIDATE_QUERY = [
+    query("url", SYSTEM, "The code system's canonical URL (or give it as system; one of the two is required)."),
+    query("system", SYSTEM, "The code system's canonical URL (or give it as url)."),
+    query("code", CODE, "The code.", required=True),
+    query("version", VERSION, "The loaded version, if given (else 404)."),
+    query("display", DISPLAY, "A display to check against the code's terms."),
+]
+EXPAND_QUERY = [
+    query("url", {"type": "string", "maxLength": 400}, "An implicit value set: the system's URL, or <url>?fhir_vs.", required=True),
+    query("filter", {"type": "string", "maxLength": 200}, "Words or a code to filter by."),
+    query("offset", {"type": "integer", "minimum": 0, "maximum": 10_000_000}, "Codes to skip."),
+    query("count", {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+          f"Codes per page (at most {MAX_COUNT}; without it a system over {MAX_COUNT} codes is a 422)."),
+    query("activeOnly", {"type": "boolean"}, "Leave inactive codes out."),
+    query("system-version", {"type": "string"}, "uri|version pins for the value set's systems.", repeated=True),
+]
+
+
+def _doc(operation_id: str, out: type, *, get_query: list | None = None, post: bool = False) -> dict:
+    errors = POST_ERRORS if post else ERRORS
+    extra = {422: _outcome(422, "The expansion is too large: ask for a page (count, offset) or give a filter.")} \
+        if out is ValueSetOut else {}
+    doc_class = operation(body=PARAMETERS_BODY, body_media_types=(FHIR_JSON, "application/json")) if post \
+        else operation(parameters=get_query)
+    return dict(operation_id=operation_id, responses={**errors, **extra}, operation_class=doc_class)
+
+
+OPT = {"permission": SEARCH, "error_response": (FHIR_JSON, OperationOutcome)}
 HANDLERS = {HTTPException: fhir_exception_handler, FhirError: fhir_exception_handler, Exception: fhir_exception_handler}
 COMMON = dict(opt=OPT, exception_handlers=HANDLERS, tags=["coding", "FHIR"], media_type=FHIR_JSON)
 
@@ -413,38 +518,39 @@ async def _run(request: Request, operation) -> Response:
     return _fhir(await operation(await _params(request)))
 
 
-@get("/fhir/CodeSystem/$lookup", operation_id="fhirCodeSystemLookup", **COMMON)
-async def lookup_get(request: Request) -> Response:
+@get("/fhir/CodeSystem/$lookup", **_doc("fhirCodeSystemLookup", ParametersOut, get_query=LOOKUP_QUERY), **COMMON)
+async def lookup_get(request: Request) -> Response[ParametersOut]:
     """FHIR CodeSystem/$lookup: a code's name, version, display, designations and properties."""
     return await _run(request, lookup_operation)
 
 
-@post("/fhir/CodeSystem/$lookup", operation_id="fhirCodeSystemLookupPost", status_code=200, **COMMON)
-async def lookup_post(request: Request) -> Response:
+@post("/fhir/CodeSystem/$lookup", status_code=200, **_doc("fhirCodeSystemLookupPost", ParametersOut, post=True), **COMMON)
+async def lookup_post(request: Request) -> Response[ParametersOut]:
     """FHIR CodeSystem/$lookup with a Parameters body."""
     return await _run(request, lookup_operation)
 
 
-@get("/fhir/CodeSystem/$validate-code", operation_id="fhirCodeSystemValidateCode", **COMMON)
-async def validate_get(request: Request) -> Response:
+@get("/fhir/CodeSystem/$validate-code", **_doc("fhirCodeSystemValidateCode", ParametersOut, get_query=VALIDATE_QUERY), **COMMON)
+async def validate_get(request: Request) -> Response[ParametersOut]:
     """FHIR CodeSystem/$validate-code: is the code (and its display) valid in the system?"""
     return await _run(request, validate_operation)
 
 
-@post("/fhir/CodeSystem/$validate-code", operation_id="fhirCodeSystemValidateCodePost", status_code=200, **COMMON)
-async def validate_post(request: Request) -> Response:
+@post("/fhir/CodeSystem/$validate-code", status_code=200, **_doc("fhirCodeSystemValidateCodePost", ParametersOut, post=True),
+      **COMMON)
+async def validate_post(request: Request) -> Response[ParametersOut]:
     """FHIR CodeSystem/$validate-code with a Parameters body."""
     return await _run(request, validate_operation)
 
 
-@get("/fhir/ValueSet/$expand", operation_id="fhirValueSetExpand", **COMMON)
-async def expand_get(request: Request) -> Response:
+@get("/fhir/ValueSet/$expand", **_doc("fhirValueSetExpand", ValueSetOut, get_query=EXPAND_QUERY), **COMMON)
+async def expand_get(request: Request) -> Response[ValueSetOut]:
     """FHIR ValueSet/$expand of an implicit value set (a whole system), with a text filter and paging."""
     return await _run(request, expand_operation)
 
 
-@post("/fhir/ValueSet/$expand", operation_id="fhirValueSetExpandPost", status_code=200, **COMMON)
-async def expand_post(request: Request) -> Response:
+@post("/fhir/ValueSet/$expand", status_code=200, **_doc("fhirValueSetExpandPost", ValueSetOut, post=True), **COMMON)
+async def expand_post(request: Request) -> Response[ValueSetOut]:
     """FHIR ValueSet/$expand with a Parameters body."""
     return await _run(request, expand_operation)
 

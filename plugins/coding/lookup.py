@@ -38,7 +38,7 @@ def code_order(code: str) -> tuple:
     for part in _DIGITS.split(code):
         if not part:
             continue
-        if part.isdigit():
+        if part.isdecimal():
             key.append((1, 0, part) if after_dot else (0, int(part), ""))
         else:
             key.append((2, 0, part))

@@ -70,7 +70,7 @@ def code_key(system: str, code: str) -> str:
     """How a stored code is compared: compacted, without its system's own prefix."""
     key = compact(code)
     for prefix in CODE_PREFIXES.get(system, ()):
-        if key.startswith(prefix) and key[len(prefix):].isdigit():
+        if key.startswith(prefix) and key[len(prefix):].isdecimal():
             return key[len(prefix):]
     return key
 
@@ -92,7 +92,7 @@ def code_query(query: str) -> tuple[str | None, str] | None:
         return None
     for prefix, system in _PREFIX_SYSTEM:
         rest = key[len(prefix):]
-        if key.startswith(prefix) and rest and rest[0].isdigit():
+        if key.startswith(prefix) and rest and rest[0].isdecimal():
             return system, rest
     if len(parts) == 2:
         return None

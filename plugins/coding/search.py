@@ -366,7 +366,7 @@ def _build(systems: Sequence[tuple], concepts: Iterable[tuple], designations: It
     extend = packed.extend
     for wid, w in enumerate(vocab):
         depth = _vocab_depth(len(w))
-        if depth >= 0 and not w.isdigit():
+        if depth >= 0 and not w.isdecimal():
             extend([((h & mask) << shift) | wid for h in map(hash, _deletes(w[:FUZZY_PREFIX], depth))])
     packed.sort()
     idx.deletes, idx.shift = array("q", packed), shift
@@ -391,7 +391,7 @@ def _prefix_range(vocab: list[str], word: str) -> tuple[int, int]:
 def _fuzzy_words(idx: _Index, word: str) -> list[int]:
     """Vocabulary words within the allowed edit distance of ``word`` (closest first)."""
     distance = _query_distance(len(word))
-    if distance == 0 or not idx.deletes or any(ch.isdigit() for ch in word):
+    if distance == 0 or not idx.deletes or any(ch.isdecimal() for ch in word):
         return []  # digits are numbers or codes: "type 2" is not "type 3"
     shift, mask = idx.shift, (1 << (62 - idx.shift)) - 1
     wid_mask = (1 << shift) - 1
@@ -570,7 +570,7 @@ def _code_hits(idx: _Index, query: str, systems: list[int], need: int, include_i
         while i < len(keys) and keys[i] == key and len(hits) < need:
             take(cs[i], "code")
             i += 1
-    if len(hits) >= need or not any(ch.isdigit() for ch in key):
+    if len(hits) >= need or not any(ch.isdecimal() for ch in key):
         return hits
     lengths = sorted({n for s in systems for n in idx.codes[s] if n > len(key)})
     upper = key + _MAX_CHAR

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import quote
 
 from litestar import Request, get
@@ -18,6 +18,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
+from core.openapi import problems
 from core.web import page
 from plugins.coding import SEARCH
 from plugins.coding.picker import DEFAULT_SYSTEMS, PREFIX
@@ -206,20 +207,80 @@ async def picker_equivalents(
 # --- JSON API -----------------------------------------------------------------------------------
 
 
+class CodeSystemOut(TypedDict):
+    key: str
+    name: str
+    #: The FHIR canonical URL.
+    uri: str
+    version: str
+    licence: str
+    source: str
+    imported_at: datetime
+    concepts: int
+
+
+class SearchHit(TypedDict):
+    system: str
+    code: str
+    display: str
+    #: The term (or the code) that matched.
+    matched: str
+    match: Literal["code", "code-prefix", "preferred", "synonym", "fuzzy"]
+
+
+class SearchResult(TypedDict):
+    query: str
+    hits: list[SearchHit]
+
+
+class _CodeRef(TypedDict):
+    code: str
+    display: str
+
+
+class CodeRef(_CodeRef, total=False):
+    has_children: bool
+
+
+class Designation(TypedDict):
+    term: str
+    use: str
+    language: str
+
+
+class Concept(TypedDict):
+    system: CodeSystemOut
+    code: str
+    display: str
+    kind: str
+    active: bool
+    properties: dict[str, Any]
+    designations: list[Designation]
+    parents: list[CodeRef]
+    children: list[CodeRef]
+    #: Mappings to other systems' codes, and from them, each with system, code, display, relation, note.
+    mappings: list[dict[str, Any]]
+    mapped_from: list[dict[str, Any]]
+
+
+
 @get("/api/coding/systems", opt=PERM, operation_id="listCodeSystems", tags=["coding"])
-async def api_systems() -> list[dict]:
+async def api_systems() -> list[CodeSystemOut]:
     """The loaded code systems: key, name, FHIR URI, version, licence, source, import date, concept count."""
     from plugins.coding import lookup
 
     return await lookup.systems()
 
 
-@get("/api/coding/search", opt=PERM, operation_id="searchCodes", tags=["coding"])
+@get("/api/coding/search", opt=PERM, operation_id="searchCodes", tags=["coding"],
+     responses=problems(s400="No search text (q is empty or blank), a parameter out of its limits, or a system that "
+                             "is not loaded (GET /api/coding/systems lists them)."))
 async def api_search(
-    q: Annotated[str, QueryParameter(min_length=1, max_length=MAX_QUERY)],
-    system: FromQuery[list[str] | None] = None,
+    # \S: blank text is no search (the handler trims it).
+    q: Annotated[str, QueryParameter(min_length=1, max_length=MAX_QUERY, pattern=r"\S")],
+    system: Annotated[list[str] | None, QueryParameter(description="Keys of loaded systems (repeat the key for several).")] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-) -> dict:
+) -> SearchResult:
     """Codes matching a text or a code, best first, in the systems named (all when none)."""
     from plugins.coding import lookup, search
 
@@ -238,8 +299,9 @@ async def api_search(
     }
 
 
-@get("/api/coding/{system:str}/{code:path}", opt=PERM, operation_id="getCode", tags=["coding"])
-async def api_concept(system: FromPath[str], code: FromPath[str]) -> dict:
+@get("/api/coding/{system:str}/{code:path}", opt=PERM, operation_id="getCode", tags=["coding"],
+     responses=problems(s404="This code system is not loaded, or the code is not in its loaded version."))
+async def api_concept(system: FromPath[str], code: FromPath[str]) -> Concept:
     """One code with its terms, properties, parents, children and mappings."""
     from plugins.coding import lookup
 

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, TypedDict
 
 import anyio
 from litestar import Request, Response, delete, get, post
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 from litestar.response import Template
+from msgspec import Meta
 
+from core.openapi import Id, json_schema, operation, problems, unknown_fields
 from core.web import page
 from plugins.dicom_viewer import geometry as geo
 
@@ -35,6 +38,58 @@ BASE = "/dicom/instances/{instance_id:int}/annotations"
 #: An annotation is a few points and a note: a body beyond this is not one.
 MAX_BODY = 16 * 1024
 MAX_PER_INSTANCE = 500
+
+
+# --- the OpenAPI document (core/openapi.py) -----------------------------------------------------------
+
+Coordinate = Annotated[float, Meta(ge=0, le=1e15, description="Pixels of the frame, from 0 to its columns (x) or rows (y).")]
+
+
+class AnnotationGeometry(TypedDict):
+    #: arrow and length 2 points, text 1, angle 3 (ends and vertex), ellipse 2 (its bounding box's corners).
+    points: Annotated[list[Annotated[list[Coordinate], Meta(min_length=2, max_length=2)]], Meta(min_length=1, max_length=3)]
+
+
+class _AnnotationIn(TypedDict):
+    """A new annotation. Checked against the image before anything is stored (422 naming the fault): the
+    points' number for the kind, every point on the frame, the frame number, text at most 500 characters
+    (after trimming) and without control characters, a text annotation's text not empty."""
+
+    kind: Literal["arrow", "text", "length", "angle", "ellipse"]
+    geometry: AnnotationGeometry
+
+
+class AnnotationIn(_AnnotationIn, total=False):
+    frame: Annotated[int, Meta(ge=1, le=10**9)] | None
+    text: str | None
+
+
+class Author(TypedDict):
+    id: int | None
+    name: str
+
+
+class DicomAnnotation(TypedDict):
+    id: int
+    instance: int
+    frame: int
+    kind: str
+    geometry: dict[str, Any]
+    text: str
+    #: length (mm), angle (degrees) or ellipse statistics (mean, SD, area), as computed at creation.
+    measurement: dict[str, Any]
+    created_at: str
+    author: Author
+    may_change: bool
+
+
+class DicomAnnotations(TypedDict):
+    instance: int
+    annotations: list[DicomAnnotation]
+
+
+API = dict(tags=["DICOM viewer"])
+BODY = json_schema(AnnotationIn, closed=True)
 
 
 def problem(status: int, detail: str) -> Response:
@@ -116,14 +171,17 @@ async def _body(request: Request) -> tuple[dict | None, Response | None]:
         return None, problem(exc.status, exc.detail)
     if not isinstance(data, dict):
         return None, problem(422, "The body must be a JSON object with kind, frame, geometry and text.")
+    if unknown := unknown_fields(data, BODY):
+        return None, problem(422, f"Unknown fields: {', '.join(unknown[:5])}.")
     return data, None
 
 
 # --- routes ------------------------------------------------------------------------------------
 
 
-@get(BASE, opt={"permission": VIEW}, include_in_schema=False)
-async def list_annotations(request: Request, instance_id: FromPath[int]) -> Response:
+@get(BASE, opt={"permission": VIEW}, operation_id="listDicomAnnotations", **API)
+async def list_annotations(request: Request, instance_id: Id) -> Response[DicomAnnotations]:
+    """Every annotation on an instance, oldest first (audited)."""
     from plugins.dicom_viewer.access import audit_read
 
     ctx, err = await _ctx(request, instance_id)
@@ -147,8 +205,11 @@ async def list_fragment(request: Request, series_id: FromPath[int]) -> Template:
                                                       "numbers": {i["id"]: i["number"] for i in instances}})
 
 
-@post(BASE, opt={"permission": ANNOTATE}, include_in_schema=False, status_code=201)
-async def create_annotation(request: Request, instance_id: FromPath[int]) -> Response:
+@post(BASE, opt={"permission": ANNOTATE}, status_code=201, operation_id="createDicomAnnotation",
+      request_max_body_size=MAX_BODY, operation_class=operation(body=BODY),
+      responses=problems(409, 422, s400="The body is not JSON, or not a JSON object."), **API)
+async def create_annotation(request: Request, instance_id: Id) -> Response[DicomAnnotation]:
+    """Annotate a frame; the measurement is computed here, from the de-identified dataset."""
     from plugins.dicom_viewer.access import audit_read
     from plugins.dicom_viewer.tables import Annotation
 
@@ -185,8 +246,11 @@ async def create_annotation(request: Request, instance_id: FromPath[int]) -> Res
                     headers={"Location": f"/dicom/series/{ctx.series['id']}/view?annotation={row.id}"})
 
 
-@delete(BASE + "/{annotation_id:int}", opt={"permission": ANNOTATE}, include_in_schema=False, status_code=200)
-async def delete_annotation(request: Request, instance_id: FromPath[int], annotation_id: FromPath[int]) -> Response:
+@delete(BASE + "/{annotation_id:int}", opt={"permission": ANNOTATE}, status_code=204, operation_id="deleteDicomAnnotation",
+        responses=problems(s403="Only its author, or an editor of the enrolling hospital, deletes an annotation; or the "
+                                "CSRF token is missing or wrong."), **API)
+async def delete_annotation(request: Request, instance_id: Id, annotation_id: Id) -> Response[None]:
+    """Delete an annotation (its author, or an editor of the enrolling hospital)."""
     from plugins.dicom_viewer.access import audit_read
     from plugins.dicom_viewer.tables import Annotation
 

@@ -786,7 +786,7 @@ def remap_uid(uid: str, site_key: bytes) -> str:
 def shift_date(value: str, days: int) -> str | None:
     """Shift a DA value (YYYYMMDD) by ``days``; None when it is not a full date."""
     value = value.strip()
-    if len(value) != 8 or not value.isdigit():
+    if len(value) != 8 or not value.isdecimal():
         return None
     try:
         d = _dt.date(int(value[:4]), int(value[4:6]), int(value[6:8]))

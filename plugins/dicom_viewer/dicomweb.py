@@ -31,14 +31,16 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from typing import AsyncIterator
+from typing import Annotated, Any, AsyncIterator, TypedDict
 
 from anyio import to_thread
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
-from litestar.params import FromPath
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, PathParameter
 from litestar.response import Stream
 
+from core.openapi import operation, problems, query
 from core.permissions import allowed
 from plugins.dicom_viewer import access, files, frames, render, store
 from plugins.dicom_viewer.access import UPLOAD, VIEW
@@ -48,8 +50,47 @@ ROOT = "/dicomweb/patients/{pseudonym:str}"
 MAX_RESULTS = 1000
 HARD_MAX_BODY = 64 * 1024**3
 UID = re.compile(r"^[0-9.]{1,64}$")
+#: A UID matching key's value: one UID or a list separated by commas (or backslashes, as in DICOM).
+UID_LIST = r"[0-9.]{1,64}(?:[,\\][0-9.]{1,64})*"
 BULK_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 FAIL_PROCESSING, FAIL_DUPLICATE, FAIL_NOT_DICOM = 0xC000, 0x0111, 0xC122
+
+
+# --- the OpenAPI document (core/openapi.py) -----------------------------------------------------------
+
+
+class _DicomAttribute(TypedDict):
+    """One attribute in DICOM JSON (PS3.18 F.2): its VR and, unless empty, its values."""
+
+    vr: str
+
+
+class DicomAttribute(_DicomAttribute, total=False):
+    Value: list[Any]
+    InlineBinary: str
+    BulkDataURI: str
+
+
+#: A DICOM JSON dataset: attributes by tag (eight hexadecimal digits).
+DicomDataset = dict[str, DicomAttribute]
+Pseudonym = Annotated[str, PathParameter(description="The patient's pseudonym (P and 11 letters or digits).")]
+UidPath = Annotated[str, PathParameter(pattern=r"^[0-9.]{1,64}$", description="A DICOM UID (digits and dots, at most 64).")]
+_UIDS = {"type": "string", "pattern": f"^{UID_LIST}$"}
+QIDO_PARAMETERS = [
+    *(query(name, _UIDS, f"{label}: one UID or a list (commas or backslashes); the key may be repeated.", repeated=True)
+      for name, label in (("StudyInstanceUID", "Study Instance UID"), ("0020000D", "Study Instance UID"),
+                          ("SeriesInstanceUID", "Series Instance UID"), ("0020000E", "Series Instance UID"),
+                          ("SOPInstanceUID", "SOP Instance UID"), ("00080018", "SOP Instance UID"))),
+    *(query(name, {"type": "string"}, "Modality (or modalities in study): one or a comma list.")
+      for name in ("Modality", "00080060", "ModalitiesInStudy", "00080061")),
+    *(query(name, {"type": "string"}, "Study date (shifted, YYYYMMDD) or a range A-B.") for name in ("StudyDate", "00080020")),
+    query("limit", {"type": "string", "pattern": "^[0-9]{0,9}$"}, f"Results at most (a whole number; {MAX_RESULTS} at most)."),
+    query("offset", {"type": "string", "pattern": "^[0-9]{0,9}$"}, "Results to skip (a whole number)."),
+    query("includefield", {"type": "string"}, "Accepted; the answer holds the attributes this service knows."),
+]
+QIDO = dict(opt={"permission": VIEW}, media_type=DICOM_JSON, tags=["DICOMweb"],
+            operation_class=operation(parameters=QIDO_PARAMETERS))
+METADATA = dict(opt={"permission": VIEW}, media_type=DICOM_JSON, tags=["DICOMweb"])
 
 
 class NotAcceptable(HTTPException):
@@ -106,19 +147,21 @@ MAX_UID_LIST = 1000
 def _uid_list(request: Request, *names: str) -> set[str] | None:
     """A QIDO-RS UID matching key: one UID, or a list (UID list matching, PS3.18 8.3.4.1 and PS3.4
     C.2.2.2.2) separated by commas (or backslashes, as in DICOM), the key possibly repeated; every
-    element must be a UID. None when the key is absent or empty."""
+    element must be a UID (``UID_LIST``, as the OpenAPI document says). None when the key is absent
+    or empty."""
     values: list[str] = []
     for name in names:
         for raw in request.query_params.getall(name, []):
-            values.extend(v.strip() for v in re.split(r"[,\\]", raw or ""))
-    values = [v for v in values if v]
+            if not raw:
+                continue
+            if not re.fullmatch(UID_LIST, raw):
+                bad = next((v for v in re.split(r"[,\\]", raw) if not UID.match(v)), raw)
+                raise HTTPException(status_code=400, detail=f"Not a UID: {bad[:64]!r}.")
+            values.extend(re.split(r"[,\\]", raw))
     if not values:
         return None
     if len(values) > MAX_UID_LIST:
         raise HTTPException(status_code=400, detail=f"At most {MAX_UID_LIST} UIDs in a list.")
-    for v in values:
-        if not UID.match(v):
-            raise HTTPException(status_code=400, detail=f"Not a UID: {v[:64]!r}.")
     return set(values)
 
 
@@ -213,12 +256,14 @@ def _param(request: Request, *names: str) -> str | None:
 
 
 def _page(request: Request, items: list) -> list:
-    try:
-        offset = max(0, int(request.query_params.get("offset", "0") or 0))
-        limit = int(request.query_params.get("limit", str(MAX_RESULTS)) or MAX_RESULTS)
-    except ValueError:
-        raise HTTPException(status_code=400, detail="limit and offset are whole numbers.") from None
-    return items[offset: offset + max(0, min(limit, MAX_RESULTS))]
+    values = []
+    for name, default in (("offset", 0), ("limit", MAX_RESULTS)):
+        raw = request.query_params.get(name) or ""
+        if raw and not re.fullmatch(r"[0-9]{1,9}", raw):
+            raise HTTPException(status_code=400, detail="limit and offset are whole numbers from 0.")
+        values.append(int(raw) if raw else default)
+    offset, limit = values
+    return items[offset: offset + min(limit, MAX_RESULTS)]
 
 
 def _filter(request: Request, rows: list[dict]) -> list[dict]:
@@ -278,33 +323,34 @@ async def _qido(request: Request, pseudonym: str, level: str, *, study: str | No
     return _json(out)
 
 
-@get(f"{ROOT}/studies", opt={"permission": VIEW}, include_in_schema=False)
-async def search_studies(request: Request, pseudonym: FromPath[str]) -> Response:
+@get(f"{ROOT}/studies", operation_id="qidoStudies", summary="QIDO-RS: search for studies", **QIDO)
+async def search_studies(request: Request, pseudonym: Pseudonym) -> Response[list[DicomDataset]]:
     return await _qido(request, pseudonym, "studies")
 
 
-@get(f"{ROOT}/series", opt={"permission": VIEW}, include_in_schema=False)
-async def search_all_series(request: Request, pseudonym: FromPath[str]) -> Response:
+@get(f"{ROOT}/series", operation_id="qidoSeries", summary="QIDO-RS: search for series", **QIDO)
+async def search_all_series(request: Request, pseudonym: Pseudonym) -> Response[list[DicomDataset]]:
     return await _qido(request, pseudonym, "series")
 
 
-@get(f"{ROOT}/instances", opt={"permission": VIEW}, include_in_schema=False)
-async def search_all_instances(request: Request, pseudonym: FromPath[str]) -> Response:
+@get(f"{ROOT}/instances", operation_id="qidoInstances", summary="QIDO-RS: search for instances", **QIDO)
+async def search_all_instances(request: Request, pseudonym: Pseudonym) -> Response[list[DicomDataset]]:
     return await _qido(request, pseudonym, "instances")
 
 
-@get(f"{ROOT}/studies/{{study:str}}/series", opt={"permission": VIEW}, include_in_schema=False)
-async def search_series(request: Request, pseudonym: FromPath[str], study: FromPath[str]) -> Response:
+@get(f"{ROOT}/studies/{{study:str}}/series", operation_id="qidoStudySeries", summary="QIDO-RS: search for a study's series", **QIDO)
+async def search_series(request: Request, pseudonym: Pseudonym, study: UidPath) -> Response[list[DicomDataset]]:
     return await _qido(request, pseudonym, "series", study=study)
 
 
-@get(f"{ROOT}/studies/{{study:str}}/instances", opt={"permission": VIEW}, include_in_schema=False)
-async def search_study_instances(request: Request, pseudonym: FromPath[str], study: FromPath[str]) -> Response:
+@get(f"{ROOT}/studies/{{study:str}}/instances", operation_id="qidoStudyInstances", summary="QIDO-RS: search for a study's instances", **QIDO)
+async def search_study_instances(request: Request, pseudonym: Pseudonym, study: UidPath) -> Response[list[DicomDataset]]:
     return await _qido(request, pseudonym, "instances", study=study)
 
 
-@get(f"{ROOT}/studies/{{study:str}}/series/{{series:str}}/instances", opt={"permission": VIEW}, include_in_schema=False)
-async def search_instances(request: Request, pseudonym: FromPath[str], study: FromPath[str], series: FromPath[str]) -> Response:
+@get(f"{ROOT}/studies/{{study:str}}/series/{{series:str}}/instances", operation_id="qidoSeriesInstances",
+     summary="QIDO-RS: search for a series' instances", **QIDO)
+async def search_instances(request: Request, pseudonym: Pseudonym, study: UidPath, series: UidPath) -> Response[list[DicomDataset]]:
     return await _qido(request, pseudonym, "instances", study=study, series=series)
 
 
@@ -394,20 +440,21 @@ async def _metadata_response(request: Request, pseudonym: str, study: str, serie
     return _json(out)
 
 
-@get(f"{ROOT}/studies/{{study:str}}/metadata", opt={"permission": VIEW}, include_in_schema=False)
-async def study_metadata(request: Request, pseudonym: FromPath[str], study: FromPath[str]) -> Response:
+@get(f"{ROOT}/studies/{{study:str}}/metadata", operation_id="wadoStudyMetadata", summary="WADO-RS: a study's metadata", **METADATA)
+async def study_metadata(request: Request, pseudonym: Pseudonym, study: UidPath) -> Response[list[DicomDataset]]:
     return await _metadata_response(request, pseudonym, study)
 
 
-@get(f"{ROOT}/studies/{{study:str}}/series/{{series:str}}/metadata", opt={"permission": VIEW}, include_in_schema=False)
-async def series_metadata(request: Request, pseudonym: FromPath[str], study: FromPath[str], series: FromPath[str]) -> Response:
+@get(f"{ROOT}/studies/{{study:str}}/series/{{series:str}}/metadata", operation_id="wadoSeriesMetadata",
+     summary="WADO-RS: a series' metadata", **METADATA)
+async def series_metadata(request: Request, pseudonym: Pseudonym, study: UidPath, series: UidPath) -> Response[list[DicomDataset]]:
     return await _metadata_response(request, pseudonym, study, series)
 
 
-@get(f"{ROOT}/studies/{{study:str}}/series/{{series:str}}/instances/{{sop:str}}/metadata", opt={"permission": VIEW},
-     include_in_schema=False)
-async def instance_metadata(request: Request, pseudonym: FromPath[str], study: FromPath[str], series: FromPath[str],
-                            sop: FromPath[str]) -> Response:
+@get(f"{ROOT}/studies/{{study:str}}/series/{{series:str}}/instances/{{sop:str}}/metadata", operation_id="wadoInstanceMetadata",
+     summary="WADO-RS: an instance's metadata", **METADATA)
+async def instance_metadata(request: Request, pseudonym: Pseudonym, study: UidPath, series: UidPath,
+                            sop: UidPath) -> Response[list[DicomDataset]]:
     return await _metadata_response(request, pseudonym, study, series, sop)
 
 
@@ -559,8 +606,22 @@ def _split_parts(path, boundary: bytes, folder, limit: int) -> list[tuple[object
     return out
 
 
-@post(f"{ROOT}/studies", opt={"permission": UPLOAD}, include_in_schema=False, request_max_body_size=HARD_MAX_BODY)
-async def store_instances(request: Request, pseudonym: FromPath[str]) -> Response:
+STOW_BODY = {"type": "string", "format": "binary",
+             "description": 'multipart/related; type="application/dicom"; boundary=...: one DICOM instance per part.'}
+
+
+@post(f"{ROOT}/studies", opt={"permission": UPLOAD}, request_max_body_size=HARD_MAX_BODY, operation_id="stowStudies",
+      summary="STOW-RS: store instances", tags=["DICOMweb"], media_type=DICOM_JSON, status_code=200,
+      operation_class=operation(body=STOW_BODY, body_media_types=("multipart/related",)),
+      responses={**problems(s403="Only the enrolling hospital adds images, or the CSRF token is missing or wrong.",
+                            s409="None of the instances was stored (the failures are listed), or processing of this record "
+                                 "is restricted (GDPR).",
+                            s415='Not multipart/related; type="application/dicom", or a part of another type.'),
+                 202: ResponseSpec(data_container=dict[str, DicomAttribute], media_type=DICOM_JSON, generate_examples=False,
+                                   description="Some instances were stored, some not (the failures are listed).")})
+async def store_instances(request: Request, pseudonym: Pseudonym) -> Response[dict[str, DicomAttribute]]:
+    """The PS3.18 store response: ReferencedSOPSequence (00081199) lists what was stored, with the de-identified
+    UIDs; FailedSOPSequence (00081198) what was not, with a reason. 200 all stored, 202 some, 409 none."""
     from core.events import Event
     from core.identity.login import client_address
 

@@ -649,7 +649,7 @@ async def _write_rows(patient: dict, prepared: list[Prepared], stored: list, res
                 if row is None:
                     new = Study(patient=patient["id"], hcp=patient["hcp"], uploaded_by=uploaded_by,
                                 study_uid=info.study_instance_uid, description=item.study_description,
-                                study_date=info.study_date[:8] if info.study_date.isdigit() else "",
+                                study_date=info.study_date[:8] if info.study_date.isdecimal() else "",
                                 modalities="", report=json.dumps({"kid": kid, "dates": dates, "instances": 0,
                                                                   "rows": []}))
                     await new.save()

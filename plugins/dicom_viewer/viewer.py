@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from typing import Any, TypedDict
 from urllib.parse import urlencode
 
 import anyio
@@ -36,6 +37,7 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
 
+from core.openapi import Id, problems
 from core.web import page
 
 VIEW = "dicom.view"
@@ -76,7 +78,7 @@ def _id(params, name: str) -> int | None:
     raw = params.get(name)
     if raw in (None, ""):
         return None
-    if not str(raw).isdigit() or len(str(raw)) > 12 or int(raw) == 0:
+    if not str(raw).isdecimal() or len(str(raw)) > 12 or int(raw) == 0:
         raise BadView(detail=f"{name} must be a positive whole number.")
     return int(raw)
 
@@ -94,7 +96,7 @@ def parse_view(params, instances: list[dict]) -> dict:
     frame_raw = params.get("frame")
     frame = 1
     if frame_raw not in (None, ""):
-        if not str(frame_raw).isdigit() or len(str(frame_raw)) > 6 or not 1 <= int(frame_raw) <= frames:
+        if not str(frame_raw).isdecimal() or len(str(frame_raw)) > 6 or not 1 <= int(frame_raw) <= frames:
             raise BadView(detail=f"frame must be a frame number from 1 to {frames}.")
         frame = int(frame_raw)
     wc = _number(params, "wc", -WINDOW_LIMIT, WINDOW_LIMIT)
@@ -222,7 +224,7 @@ async def viewer_page(request: Request, series_id: FromPath[int]) -> Template:
             window = None
             log.warning("dicom viewer: no dataset for instance %s: %s", current["id"], type(exc).__name__)
     wanted_raw = params.get("panel")
-    wanted = int(wanted_raw) if wanted_raw and str(wanted_raw).isdigit() and len(wanted_raw) < 12 else ctx.panel_id
+    wanted = int(wanted_raw) if wanted_raw and str(wanted_raw).isdecimal() and len(wanted_raw) < 12 else ctx.panel_id
     targets = await cite_targets(actor, ctx.patient["id"], wanted)
     await audit_read(request, ctx, "dicom.view", {"viewer": True, **({"annotation": focus["id"]} if focus else {})})
     presets = [[name.capitalize(), c, w] for name, (c, w) in render.PRESETS.items()]
@@ -307,8 +309,28 @@ def tags_of(ds) -> list[dict]:
     return head + tag_elements(ds, budget)
 
 
-@get("/dicom/instances/{instance_id:int}/tags", opt={"permission": VIEW}, include_in_schema=False)
-async def instance_tags(request: Request, instance_id: FromPath[int]) -> Response:
+class _TagElement(TypedDict):
+    tag: str
+    keyword: str
+    name: str
+    vr: str
+    value: str
+
+
+class TagElement(_TagElement, total=False):
+    #: A sequence's items, each a list of elements (to a bounded depth).
+    items: list[list[Any]]
+
+
+class InstanceTags(TypedDict):
+    instance: int
+    elements: list[TagElement]
+
+
+@get("/dicom/instances/{instance_id:int}/tags", opt={"permission": VIEW}, operation_id="dicomInstanceTags",
+     tags=["DICOM viewer"], responses=problems(s404="No such image, you may not see it, or its stored file cannot be read."))
+async def instance_tags(request: Request, instance_id: Id) -> Response[InstanceTags]:
+    """The de-identified dataset's elements (pixel and bulk data summarised, not shown), for the tag browser."""
     from plugins.dicom_viewer import store
     from plugins.dicom_viewer.access import audit_read, load_instance
     from plugins.dicom_viewer.annotations import problem

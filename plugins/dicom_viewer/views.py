@@ -11,6 +11,7 @@ under the patient's pseudonym.
 from __future__ import annotations
 
 import re
+from typing import TypedDict
 
 from anyio import to_thread
 from litestar import Request, Response, get, post
@@ -20,6 +21,7 @@ from litestar.response import Redirect, Template
 
 from core.events import Event
 from core.permissions import allowed
+from core.openapi import Id
 from core.web import is_fragment_request, page
 from plugins.dicom_viewer import access, files, render, store
 from plugins.dicom_viewer.access import REVIEW, UPLOAD, VIEW
@@ -62,7 +64,7 @@ async def _audit_patient(request: Request, action: str, patient: dict, detail: d
 
 
 def _date(value: str) -> str:
-    return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if value and len(value) == 8 and value.isdigit() else ""
+    return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if value and len(value) == 8 and value.isdecimal() else ""
 
 
 async def studies_of(patient_id: int, *, enrolling: bool) -> list[dict]:
@@ -460,8 +462,39 @@ def instance_json(i: dict) -> dict:
     }
 
 
-@get("/dicom/series/{series_id:int}/instances", opt={"permission": VIEW}, include_in_schema=False)
-async def series_instances(request: Request, series_id: FromPath[int]) -> Response:
+class SeriesOut(TypedDict):
+    id: int
+    modality: str
+    description: str
+    number: int | None
+    study: int
+
+
+class InstanceOut(TypedDict):
+    id: int
+    number: int | None
+    frames: int
+    rows: int
+    columns: int
+    #: Pixel spacing (row, column) in mm, when the file gives it.
+    spacing: list[float] | None
+    needs_review: bool
+    #: The default window (center, width), when the file gives one.
+    window: list[float] | None
+    rendered: str
+    thumbnail: str
+
+
+class SeriesInstances(TypedDict):
+    series: SeriesOut
+    #: Window presets by name: [center, width].
+    presets: dict[str, list[float]]
+    instances: list[InstanceOut]
+
+
+@get("/dicom/series/{series_id:int}/instances", opt={"permission": VIEW}, operation_id="dicomSeriesInstances",
+     tags=["DICOM viewer"])
+async def series_instances(request: Request, series_id: Id) -> Response[SeriesInstances]:
     """The visible instances of a series in order, each with its default window (the file's Window
     Center/Width of the first frame, when it has one)."""
     ctx = await access.load_series(request, series_id)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, TypedDict
 
 from litestar import Request, Response, delete, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 from litestar.response import Template
+from msgspec import Meta
 
+from core.openapi import Id, json_schema, operation, problems, unknown_fields
 from core.web import page
 from plugins.pathology_viewer import geometry as geo
 
@@ -30,6 +33,70 @@ BASE = "/pathology/slides/{slide_id:int}/annotations"
 #: An annotation is at most a few thousand points: a body beyond this is not one.
 MAX_BODY = 256 * 1024
 MAX_PER_SLIDE = 2000
+
+
+# --- the OpenAPI document (core/openapi.py) -----------------------------------------------------------
+
+Coordinate = Annotated[float, Meta(ge=0, le=1e15, description="Level-0 pixels of the slide, from 0 to its width (x) or height (y).")]
+Points = Annotated[list[Annotated[list[Coordinate], Meta(min_length=2, max_length=2)]], Meta(min_length=1, max_length=5000)]
+
+
+class _SlideGeometry(TypedDict):
+    #: point and text 1 point, rect 2 (opposite corners), polygon 3 to 1,000, freehand 2 to 5,000.
+    points: Points
+
+
+class SlideGeometry(_SlideGeometry, total=False):
+    #: freehand only: a closed outline (at least 3 points) has an area.
+    closed: bool
+
+
+class _SlideAnnotationIn(TypedDict):
+    """A new annotation. Checked against the slide before anything is stored (422 naming the fault): the
+    points' number for the kind, every point on the slide, a rectangle's width and height, a polygon's
+    area, text at most 500 characters (after trimming) and without control characters."""
+
+    kind: Literal["point", "rect", "polygon", "freehand", "text"]
+    geometry: SlideGeometry
+
+
+class SlideAnnotationIn(_SlideAnnotationIn, total=False):
+    text: str | None
+
+
+class SlideAnnotationChange(TypedDict, total=False):
+    """A change: the geometry and/or the text (the kind stays); checked as a new one is."""
+
+    geometry: SlideGeometry
+    text: str | None
+
+
+class Author(TypedDict):
+    id: int | None
+    name: str
+
+
+class SlideAnnotation(TypedDict):
+    id: int
+    kind: str
+    geometry: dict[str, Any]
+    text: str
+    #: Length, area or sides in µm (calibrated slides) or pixels, with a label; none for a point or text.
+    measurement: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+    author: Author
+    may_change: bool
+
+
+class SlideAnnotations(TypedDict):
+    slide: int
+    annotations: list[SlideAnnotation]
+
+
+API = dict(tags=["pathology viewer"])
+NEW_BODY = json_schema(SlideAnnotationIn, closed=True)
+CHANGE_BODY = json_schema(SlideAnnotationChange, closed=True)
 
 
 def problem(status: int, detail: str) -> Response:
@@ -92,7 +159,7 @@ async def listing(ctx, actor) -> list[dict]:
     return [shape(r, ctx.slide, actor=actor, may_edit=ctx.may_edit, names=names) for r in rows]
 
 
-async def _body(request: Request) -> tuple[dict | None, Response | None]:
+async def _body(request: Request, schema: dict) -> tuple[dict | None, Response | None]:
     from core.jsonbody import JsonRejected, parse
 
     try:
@@ -101,14 +168,17 @@ async def _body(request: Request) -> tuple[dict | None, Response | None]:
         return None, problem(exc.status, exc.detail)
     if not isinstance(data, dict):
         return None, problem(422, "The body must be a JSON object with kind, geometry and text.")
+    if unknown := unknown_fields(data, schema):
+        return None, problem(422, f"Unknown fields: {', '.join(unknown[:5])}.")
     return data, None
 
 
 # --- routes ------------------------------------------------------------------------------------
 
 
-@get(BASE, opt={"permission": VIEW}, include_in_schema=False)
-async def list_annotations(request: Request, slide_id: FromPath[int]) -> Response:
+@get(BASE, opt={"permission": VIEW}, operation_id="listSlideAnnotations", **API)
+async def list_annotations(request: Request, slide_id: Id) -> Response[SlideAnnotations]:
+    """Every annotation on a slide, oldest first, with its measurement (audited)."""
     from plugins.pathology_viewer.access import audit_read
 
     ctx, err = await _ctx(request, slide_id)
@@ -129,15 +199,18 @@ async def list_fragment(request: Request, slide_id: FromPath[int]) -> Template:
     return page(request, "pathology/_annotations.html", {"slide": ctx.slide, "annotations": items})
 
 
-@post(BASE, opt={"permission": ANNOTATE}, include_in_schema=False, status_code=201)
-async def create_annotation(request: Request, slide_id: FromPath[int]) -> Response:
+@post(BASE, opt={"permission": ANNOTATE}, status_code=201, operation_id="createSlideAnnotation",
+      request_max_body_size=MAX_BODY, operation_class=operation(body=NEW_BODY),
+      responses=problems(409, 422, s400="The body is not JSON, or not a JSON object."), **API)
+async def create_annotation(request: Request, slide_id: Id) -> Response[SlideAnnotation]:
+    """Annotate the slide."""
     from plugins.pathology_viewer.access import audit_read
     from plugins.pathology_viewer.tables import Annotation
 
     ctx, err = await _ctx(request, slide_id)
     if err:
         return err
-    data, err = await _body(request)
+    data, err = await _body(request, NEW_BODY)
     if err:
         return err
     try:
@@ -173,8 +246,12 @@ async def _own(request: Request, slide_id: int, annotation_id: int):
     return ctx, row, None
 
 
-@put(BASE + "/{annotation_id:int}", opt={"permission": ANNOTATE}, include_in_schema=False)
-async def change_annotation(request: Request, slide_id: FromPath[int], annotation_id: FromPath[int]) -> Response:
+@put(BASE + "/{annotation_id:int}", opt={"permission": ANNOTATE}, operation_id="changeSlideAnnotation",
+     request_max_body_size=MAX_BODY, operation_class=operation(body=CHANGE_BODY),
+     responses=problems(422, s400="The body is not JSON, or not a JSON object.",
+                        s403="Only its author, or an editor of the enrolling hospital, changes an annotation; or the CSRF "
+                             "token is missing or wrong."), **API)
+async def change_annotation(request: Request, slide_id: Id, annotation_id: Id) -> Response[SlideAnnotation]:
     """Change the text and/or geometry (the kind stays)."""
     from plugins.pathology_viewer.access import audit_read
     from plugins.pathology_viewer.tables import Annotation
@@ -182,7 +259,7 @@ async def change_annotation(request: Request, slide_id: FromPath[int], annotatio
     ctx, row, err = await _own(request, slide_id, annotation_id)
     if err:
         return err
-    data, err = await _body(request)
+    data, err = await _body(request, CHANGE_BODY)
     if err:
         return err
     old_geometry = row["geometry"] if isinstance(row["geometry"], dict) else json.loads(row["geometry"] or "{}")
@@ -200,9 +277,11 @@ async def change_annotation(request: Request, slide_id: FromPath[int], annotatio
                     media_type="application/json")
 
 
-# status_code 200 here only because errors carry a body; a deletion answers 204 itself.
-@delete(BASE + "/{annotation_id:int}", opt={"permission": ANNOTATE}, include_in_schema=False, status_code=200)
-async def delete_annotation(request: Request, slide_id: FromPath[int], annotation_id: FromPath[int]) -> Response:
+@delete(BASE + "/{annotation_id:int}", opt={"permission": ANNOTATE}, status_code=204, operation_id="deleteSlideAnnotation",
+        responses=problems(s403="Only its author, or an editor of the enrolling hospital, deletes an annotation; or the "
+                                "CSRF token is missing or wrong."), **API)
+async def delete_annotation(request: Request, slide_id: Id, annotation_id: Id) -> Response[None]:
+    """Delete an annotation (its author, or an editor of the enrolling hospital)."""
     from plugins.pathology_viewer.access import audit_read
     from plugins.pathology_viewer.tables import Annotation
 

@@ -273,7 +273,7 @@ async def share_links(request: Request, slide_id: FromPath[int]) -> Template:
 
     ctx = await load_slide(request, slide_id, edit=True)
     raw = request.query_params.get("created") or ""
-    return await _page(request, ctx, created=int(raw) if raw.isdigit() and len(raw) < 12 else None)
+    return await _page(request, ctx, created=int(raw) if raw.isdecimal() and len(raw) < 12 else None)
 
 
 @post("/pathology/slides/{slide_id:int}/share-links", opt={"permission": EDIT}, include_in_schema=False)
@@ -289,7 +289,7 @@ async def create_link(request: Request, slide_id: FromPath[int]) -> Template | R
     errors = []
     if len(note) > NOTE_MAX or any(ord(c) < 32 for c in note):
         errors.append(f"The note is one line of at most {NOTE_MAX} characters.")
-    if not (raw_days.isdigit() and 1 <= int(raw_days) <= MAX_DAYS):
+    if not (raw_days.isdecimal() and 1 <= int(raw_days) <= MAX_DAYS):
         errors.append(f"The link lasts 1 to {MAX_DAYS} days.")
     if errors:
         return await _page(request, ctx, errors=errors, status=422,

@@ -95,6 +95,8 @@ def validate(kind: object, geometry: object, text: object, width: int, height: i
         raise GeometryError("text must not hold control characters.")
     if not isinstance(geometry, dict):
         raise GeometryError("geometry must be an object with points.")
+    if not isinstance(geometry.get("closed", False), bool):
+        raise GeometryError("closed must be true or false.")
     raw = geometry.get("points")
     low, high = POINTS[kind]
     if not isinstance(raw, list) or not low <= len(raw) <= high:

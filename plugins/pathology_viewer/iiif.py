@@ -20,6 +20,7 @@ import io
 import math
 import re
 from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
 from urllib.parse import unquote
 
 from anyio import to_thread
@@ -28,6 +29,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 from litestar.response import Redirect
 
+from core.openapi import Id, json_schema, operation
 from plugins.pathology_viewer import access, slides, tiles
 
 MAX_SIDE = 4096
@@ -207,8 +209,40 @@ async def base_uri(request: Request, slide_id: FromPath[int]) -> Redirect:
     return Redirect(f"/pathology/iiif/{slide_id}/info.json", status_code=303)
 
 
-@get("/pathology/iiif/{slide_id:int}/info.json", opt={"permission": access.VIEW}, include_in_schema=False)
-async def info_json(request: Request, slide_id: FromPath[int]) -> Response:
+class _ImageService(TypedDict):
+    """IIIF Image API 3.0 image information (info.json), compliance level 2."""
+
+    id: str
+    type: Literal["ImageService3"]
+    protocol: str
+    profile: Literal["level2"]
+    width: int
+    height: int
+    maxWidth: int
+    maxHeight: int
+    tiles: list[dict[str, Any]]
+    sizes: list[dict[str, int]]
+    preferredFormats: list[str]
+    extraFormats: list[str]
+    extraQualities: list[str]
+    extraFeatures: list[str]
+
+
+class ImageService(_ImageService, total=False):
+    #: The Physical Dimensions service, for calibrated slides.
+    service: list[dict[str, Any]]
+
+
+IMAGE_SERVICE = json_schema(ImageService)
+IMAGE_SERVICE["properties"]["@context"] = {"const": CONTEXT}
+IMAGE_SERVICE["required"] = [*IMAGE_SERVICE["required"], "@context"]
+LD_JSON = f'application/ld+json;profile="{CONTEXT}"'
+
+
+@get("/pathology/iiif/{slide_id:int}/info.json", opt={"permission": access.VIEW}, operation_id="iiifInfo",
+     tags=["pathology viewer"], operation_class=operation(content={200: {"application/json": IMAGE_SERVICE, LD_JSON: IMAGE_SERVICE}}))
+async def info_json(request: Request, slide_id: Id) -> Response[ImageService]:
+    """The slide's IIIF image information (JSON-LD when asked for with Accept: application/ld+json)."""
     import json
 
     ctx = await access.load_slide(request, slide_id)

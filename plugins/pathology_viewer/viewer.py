@@ -112,13 +112,13 @@ async def viewer_page(request: Request, slide_id: FromPath[int]) -> Template:
     focus = None
     raw_annotation = params.get("annotation")
     if raw_annotation not in (None, ""):
-        if not str(raw_annotation).isdigit() or len(str(raw_annotation)) > 12:
+        if not str(raw_annotation).isdecimal() or len(str(raw_annotation)) > 12:
             raise BadView(detail="annotation must be an annotation's number.")
         focus = next((a for a in annotations if a["id"] == int(raw_annotation)), None)
         if focus is None:
             raise NotFoundException("No such annotation on this slide.")
     wanted_panel = params.get("panel")
-    wanted = int(wanted_panel) if wanted_panel and str(wanted_panel).isdigit() and len(wanted_panel) < 12 else ctx.panel_id
+    wanted = int(wanted_panel) if wanted_panel and str(wanted_panel).isdecimal() and len(wanted_panel) < 12 else ctx.panel_id
     targets = await cite_targets(actor, ctx.patient["id"], wanted)
     await audit_read(request, ctx, "pathology.view", {"viewer": True, **({"annotation": focus["id"]} if focus else {})})
     config = {

@@ -143,7 +143,7 @@ def import_bundle(bundle) -> Pedigree:
             stored = {"id": r.get("id"), "sex": r.get("gender") if r.get("gender") in ("male", "female") else "unknown",
                       "deceased": bool(r.get("deceasedBoolean") or r.get("deceasedDateTime"))}
             year = str(r.get("birthDate", ""))[:4]
-            if year.isdigit():
+            if year.isdecimal():
                 stored["birth_year"] = int(year)
             stored["proband"] = r.get("id") == proband
         elif stored.get("id") != r.get("id"):

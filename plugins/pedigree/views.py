@@ -11,14 +11,16 @@ from __future__ import annotations
 import io
 import re
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
+from core.errors import problem_response
 from core.events import Event
+from core.openapi import Id, operation, problems
 from core.permissions import allowed
 from core.web import is_fragment_request, page
 from plugins.pedigree import EDIT, VIEW, edit, store
@@ -86,7 +88,7 @@ def _label_key(label: str) -> tuple[int, int]:
     for i, ch in enumerate(roman):
         v = values.get(ch, 0)
         total += -v if i + 1 < len(roman) and values.get(roman[i + 1], 0) > v else v
-    return total, int(number) if number.isdigit() else 0
+    return total, int(number) if number.isdecimal() else 0
 
 
 def _relabel(ped: Pedigree, labels: dict[str, str]) -> Pedigree:
@@ -139,8 +141,26 @@ async def individual_form(request: Request, pseudonym: FromPath[str], iid: FromP
     return await _view(request, patient, current, editing=iid)
 
 
-@get(BASE + "/export/{fmt:str}", opt={"permission": VIEW}, include_in_schema=False)
-async def export(request: Request, pseudonym: FromPath[str], fmt: FromPath[str], privacy: FromQuery[str] = "full") -> Response:
+# The exports in the OpenAPI document (core/openapi.py): two of the formats are JSON.
+EXPORT_DOC = dict(
+    tags=["pedigree"],
+    operation_class=operation(
+        parameter_schemas={"fmt": {"enum": list(FORMATS)}, "privacy": {"enum": ["full", "minimal"], "default": "full"}},
+        content={200: {"application/fhir+json": {"type": "object", "description": "fhir: the GA4GH Pedigree FHIR Bundle",
+                                                 "properties": {"resourceType": {"const": "Bundle"}}, "required": ["resourceType"]},
+                       "application/json": {"type": "object", "description": "phenopacket: a Phenopackets v2 Family"},
+                       **{mt: None for f, mt in FORMATS.items() if f not in ("fhir", "phenopacket")}}}),
+    responses=problems(s404="No such patient, you may not see them, or no such format.",
+                       s422="privacy is full or minimal; or the CanRisk file cannot hold this family (the reasons listed)."),
+)
+Format = Annotated[str, PathParameter(description="svg, png, pdf, ped, fhir (GA4GH Pedigree Bundle), phenopacket (v2 Family) "
+                                              "or canrisk; other names: 404.")]
+Privacy = Annotated[str, QueryParameter(name="privacy", description="full, or minimal (no ages, dates or notes); else 422.")]
+
+
+@get(BASE + "/export/{fmt:str}", opt={"permission": VIEW}, operation_id="exportPedigree", **EXPORT_DOC)
+async def export(request: Request, pseudonym: FromPath[str], fmt: Format, privacy: Privacy = "full") -> Response:
+    """The family tree in one format, as a download (audited)."""
     patient = await _patient(request, pseudonym)
     current = await store.load(patient)
     response = _export(current.pedigree, fmt, privacy, f"pedigree-{patient['pseudonym']}-v{current.version}")
@@ -152,7 +172,7 @@ def _export(ped: Pedigree, fmt: str, privacy: str, stem: str) -> Response:
     if fmt not in FORMATS:
         raise NotFoundException(f"Export formats: {', '.join(FORMATS)}.")
     if privacy not in ("full", "minimal"):
-        return Response("privacy must be full or minimal", status_code=422, media_type="text/plain")
+        return problem_response(422, "privacy must be full or minimal.")
     lay = make_layout(ped)
     labels = assign_labels(lay)
     if fmt == "fhir":
@@ -180,7 +200,7 @@ def _export(ped: Pedigree, fmt: str, privacy: str, stem: str) -> Response:
         try:
             text, warnings = export_canrisk(ped if privacy == "full" else _minimal(ped), labels)
         except PedigreeError as exc:
-            return Response("; ".join(exc.problems), status_code=422, media_type="text/plain")
+            return problem_response(422, "The CanRisk file cannot hold this family.", list(exc.problems))
         # the format has no comment lines: its losses travel in a header (and are listed on the section)
         return Response(text.encode(), media_type=FORMATS[fmt], headers={
             "Content-Disposition": f'attachment; filename="{stem}.canrisk.txt"', "Cache-Control": "no-store",
@@ -261,8 +281,10 @@ async def panel_section(request: Request, panel_id: FromPath[int]) -> Template:
     return Template("pedigree/_panel.html", context={"svg": svg, "panel_id": panel_id, "version": current.version})
 
 
-@get("/pedigree/panels/{panel_id:int}/export/{fmt:str}", opt={"permission": VIEW}, include_in_schema=False)
-async def panel_export(request: Request, panel_id: FromPath[int], fmt: FromPath[str], privacy: FromQuery[str] = "full") -> Response:
+@get("/pedigree/panels/{panel_id:int}/export/{fmt:str}", opt={"permission": VIEW}, operation_id="exportPanelPedigree", **EXPORT_DOC)
+async def panel_export(request: Request, panel_id: Id, fmt: Format, privacy: Privacy = "full") -> Response:
+    """The family tree of a panel's patient, for the panel's participants (403 while the patient's consent
+    suspends the panel)."""
     from core.panels.access import audit, load_panel
 
     ctx = await load_panel(request, panel_id)
@@ -277,7 +299,7 @@ async def panel_export(request: Request, panel_id: FromPath[int], fmt: FromPath[
 
 def _version_of(form) -> int | None:
     raw = str(form.get("version", "") or "")
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+    return int(raw) if raw.isdecimal() and len(raw) < 10 else None
 
 
 async def _change(request: Request, pseudonym: str, apply, *, editing_on_error: str | None = None,

@@ -26,7 +26,7 @@ SYNONYMS = ("SHORTNAME", "DisplayName", "CONSUMER_NAME")
 
 
 def _version_key(text: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else 0 for p in text.split("."))
+    return tuple(int(p) if p.isdecimal() else 0 for p in text.split("."))
 
 
 def read(path: Path, *, version: str | None = None, key: str = "LOINC", progress: Progress | None = None) -> Release:

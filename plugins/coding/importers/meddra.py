@@ -89,7 +89,7 @@ def read(folder: Path, *, version: str | None = None, key: str = "MedDRA", progr
         return out
 
     def add(filename: str, number: int, code: str, name: str, kind: str, **props) -> None:
-        if not code.isdigit():
+        if not code.isdecimal():
             raise ReleaseError(f"{filename}: line {number}: a MedDRA code is a number, not {code!r}.")
         concepts.add(ConceptIn(code=code, display=name, kind=kind, properties={k: v for k, v in props.items() if v}), f"{filename} line {number}")
         level[code] = kind

@@ -125,7 +125,7 @@ def _disorder(el, label: str, position: int) -> dict:
     where = f"<Disorder> number {position}" + (f" (OrphaCode {code})" if code else "")
     if not code:
         raise ReleaseError(f"{label}: {where} has no <OrphaCode>.")
-    if not code.isdigit():
+    if not code.isdecimal():
         raise ReleaseError(f"{label}: {where}: an ORPHAcode is a number, not {code!r}.")
     name_el = el.find("Name")
     flags = [text_of(f) for f in el.iterfind("DisorderFlagList/DisorderFlag/Label")]
