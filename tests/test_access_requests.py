@@ -77,6 +77,7 @@ async def test_signup_bad_input_changes_nothing(client):
         {"email": "not-an-email"},
         {"roles": ["coordinator"]},
         {"roles": ["admin"]},
+        {"roles": []},  # no role ticked: the form sends no "roles" field at all
         {"ern": "999999"},
         {"ern": "abc"},
         {"justification": "short"},

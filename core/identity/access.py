@@ -52,7 +52,8 @@ async def validate_request(form, *, held_roles: set[tuple[str, int]] | None = No
     else:
         if not await Ern.exists().where(Ern.id == values["ern"]):
             errors["ern"] = "Choose a network."
-    roles = [r for r in form.getall("roles") if r] if hasattr(form, "getall") else []
+    # No role ticked: the form sends no "roles" at all (getall would raise).
+    roles = [r for r in form.getall("roles") if r] if hasattr(form, "getall") and "roles" in form else []
     if not roles or any(r not in REQUESTABLE for r in roles):
         errors["roles"] = "Choose at least one role."
     values["roles"] = sorted(set(roles))

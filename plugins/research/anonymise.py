@@ -24,10 +24,10 @@ A standard QI left out of ``quasi`` is withheld, not released exact (its column 
 
 **Counts** (``protect_count``, ``protect_table``, ``protect_sum``): the cell-key method (the
 Australian Bureau of Statistics' TableBuilder). Each patient has a secret random ``record_key`` in
-[0, 1); a cell's key is the sum of its records' keys modulo 1, computed on the keys as 52-bit
+[0, 1); a cell's key is the sum of its records' keys modulo 1, computed on the keys as 32-bit
 integers (``integer_key``: exact, so the order of records does not matter, and SQL can sum them);
-a fixed table indexed by the true count (0, 1, 2 and above) and by the cell key (scrambled to one
-of 256 columns) gives a noise in [-2, +2] that never makes a count negative and leaves 0 at 0.
+a fixed table indexed by the true count (0, 1, 2 and above) and by the cell key (scrambled with
+the count to one of 256 columns) gives a noise in [-2, +2] that never makes a count negative and leaves 0 at 0.
 The same set of patients always gets the same number, so repeating a query cannot average the
 noise away, and two sets that differ by one patient get independent noises, so their difference
 is the true 1 only about a quarter of the time. Then a published count below ``k`` is ``< k``.
@@ -372,6 +372,8 @@ class Report:
 
 @dataclass(frozen=True)
 class Anonymised:
+    """What may leave: the k-anonymous rows, and the report of how they were made."""
+
     rows: list[AnonymisedRecord]
     report: Report
 
@@ -398,6 +400,14 @@ def _row(record: ResearchRecord, generalised: Mapping[str, Hashable], research_i
     return AnonymisedRecord(research_id=research_id, **columns)
 
 
+def _rows(records: Sequence[ResearchRecord], kept: list[int], quasi: Sequence[QuasiIdentifier],
+          data: _Data, node: Sequence[int], research_id: Callable[[ResearchRecord], str]) -> list[AnonymisedRecord]:
+    chosen = [(q.name, lv.values[level], lv.codes[level].tolist()) for q, lv, level in zip(quasi, data.levels, node)]
+    rows = [_row(records[i], {name: values[codes[i]] for name, values, codes in chosen}, research_id(records[i]))
+            for i in kept]
+    return sorted(rows, key=attrgetter("research_id"))
+
+
 def anonymise(records: Iterable[ResearchRecord], *, k: int = 5,
               research_id: Callable[[ResearchRecord], str], ancestors: Ancestors | None = None,
               max_suppression: float = 0.05,
@@ -416,26 +426,18 @@ def anonymise(records: Iterable[ResearchRecord], *, k: int = 5,
     quasi = list(quasi) if quasi is not None else quasi_identifiers(ancestors)
     if len({q.name for q in quasi}) != len(quasi) or any(q.max_level < 1 for q in quasi):
         raise ValueError("QI names must be distinct and each QI must have a level above 0")
-    max_levels = [q.max_level for q in quasi]
     data = _Data(records, quasi, k)
-    choice = _search(data, max_levels, int(max_suppression * len(records) + 1e-9))
-
+    choice = _search(data, [q.max_level for q in quasi], int(max_suppression * len(records) + 1e-9))
     sizes, inverse = _class_sizes(data.ids(choice.node))
-    kept = np.flatnonzero(sizes[inverse] >= k).tolist()
-    chosen = [(q.name, lv.values[level], lv.codes[level].tolist())
-              for q, lv, level in zip(quasi, data.levels, choice.node)]
-    rows = [_row(records[i], {name: values[codes[i]] for name, values, codes in chosen},
-                 research_id(records[i])) for i in kept]
-    rows.sort(key=attrgetter("research_id"))
-
-    out_sizes = sizes[sizes >= k]
+    kept = np.flatnonzero(sizes[inverse] >= k).tolist()  # k holds whatever the node
+    rows = _rows(records, kept, quasi, data, choice.node, research_id)
     report = Report(
-        k=k, levels={q.name: lv for q, lv in zip(quasi, choice.node)},
+        k=k, levels={q.name: level for q, level in zip(quasi, choice.node)},
         max_levels={q.name: q.max_level for q in quasi},
-        loss=sum(lv / m for lv, m in zip(choice.node, max_levels)),
+        loss=sum(level / q.max_level for q, level in zip(quasi, choice.node)),
         rows_in=len(records), rows_out=len(rows), suppressed=len(records) - len(rows),
         max_suppression=max_suppression, fallback=choice.fallback,
-        **_risk_figures(out_sizes.tolist()),
+        **_risk_figures(sizes[sizes >= k].tolist()),
         nodes_evaluated=choice.evaluated, lattice_size=choice.lattice)
     return Anonymised(rows, report)
 
@@ -494,7 +496,7 @@ def risk(rows: Iterable[Any], qi_names: Sequence[str]) -> Risk:
 
 # --- Counts: the cell-key method --------------------------------------------------------------
 
-KEY_BITS = 52  # a record key m / 2**52 is the integer m: sums are exact and order-free
+KEY_BITS = 32  # a record key m / 2**32 is the integer m (as stored): sums are exact and order-free
 KEY_SPACE = 2**KEY_BITS
 #: Perturbation table. Row: the true count (0, 1, and 2 or more); each row gives, for each of the
 #: 256 cell-key columns, a noise; here as how many columns carry each noise. Every row has mean 0;
@@ -522,19 +524,19 @@ def integer_key(record_key: float) -> int:
     return int(record_key * KEY_SPACE)
 
 
-def _column(key_sum: int) -> int:
-    # The cell key (the sum modulo 1) is scrambled before picking a column: with its top bits
-    # directly, a patient whose record key is near 0 or 1 would leave the column unchanged, so a
-    # difference with and without them would carry equal noises that cancel.
-    cell_key = key_sum % KEY_SPACE
-    return hashlib.blake2b(cell_key.to_bytes(7, "big"), digest_size=1).digest()[0]
+def _column(count: int, key_sum: int) -> int:
+    # The cell key (the sum modulo 1) is scrambled, with the count, before picking a column: with
+    # its top bits directly, a patient whose record key is near 0 or 1 would leave the column
+    # unchanged, and a difference with and without them would carry equal noises that cancel.
+    cell = count.to_bytes(8, "big") + (key_sum % KEY_SPACE).to_bytes(4, "big")
+    return hashlib.blake2b(cell, digest_size=1).digest()[0]
 
 
 def perturb(count: int, key_sum: int) -> int:
     """The published count before thresholding: true count + the table's noise for this cell."""
     if count < 0:
         raise ValueError("a count is not negative")
-    return count + PERTURBATION[min(count, len(PERTURBATION) - 1)][_column(key_sum)]
+    return count + PERTURBATION[min(count, len(PERTURBATION) - 1)][_column(count, key_sum)]
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,24 @@ async def _ancestors(host, system: str, codes: set[str]) -> dict[str, list[str]]
     return found or {}
 
 
+async def _paths(host, system: str, every: dict[str, list[str]], limit: int = 30) -> dict[str, list[str]]:
+    """One path to the root per code (its first parent, that parent's first parent...), one hook call per
+    level: ``code_ancestors`` lists every ancestor of a polyhierarchy, whose order mixes the branches."""
+    path: dict[str, list[str]] = {c: [] for c in every}
+    frontier = {c: chain[0] for c, chain in every.items() if chain}
+    while frontier:
+        ups = await _ancestors(host, system, set(frontier.values()))
+        following = {}
+        for code, parent in frontier.items():
+            if parent in path[code] or len(path[code]) >= limit:
+                continue
+            path[code].append(parent)
+            if ups.get(parent):
+                following[code] = ups[parent][0]
+        frontier = following
+    return path
+
+
 async def refresh(host, patient_ids: list[int]) -> int:
     """Rebuild the research rows of these patients (erased or unknown ones lose theirs)."""
     total = 0
@@ -153,6 +171,7 @@ async def _refresh_batch(host, patient_ids: list[int]) -> int:
             for system, code in _codes(r):
                 by_system.setdefault(system, set()).add(code)
     ancestors = {system: await _ancestors(host, system, codes) for system, codes in by_system.items()}
+    paths = {system: await _paths(host, system, ancestors[system]) for system in by_system}
     fields = await research_fields(host)
     refs = [PatientRef(p["id"], p["pseudonym"], p["nickname"], p["hcp"]) for p in patients]
     field_values = await _field_values(host, fields, refs) if fields else {}
@@ -180,7 +199,9 @@ async def _refresh_batch(host, patient_ids: list[int]) -> int:
             "diagnoses": [{"system": s, "code": c} for s, c in codes],
             "phenotypes": [c for _, c in pheno_obs], "excluded_phenotypes": [c for _, c in pheno_exc],
             "variants": [list(v) for v in variants], "fields": field_values.get(pid, {}),
-            "ancestors": {term_value(s, c): [term_value(s, a) for a in ancestors.get(s, {}).get(c, [])] for s, c in codes},
+            # One path up the classification per diagnosis (anonymise generalises along it; the term rows
+            # below hold every ancestor, for "with descendants" filters in a polyhierarchy).
+            "ancestors": {term_value(s, c): [term_value(s, a) for a in paths.get(s, {}).get(c, [])] for s, c in codes},
         }
         old = existing.get(pid)
         subjects.append(ResearchSubject(

@@ -201,7 +201,7 @@ async def export_preview(request: Request, project_id: FromPath[int]) -> Templat
 
 
 @post("/research/projects/{project_id:int}/export", opt={"permission": USE}, include_in_schema=False, status_code=200)
-async def export_download(request: Request, project_id: FromPath[int]) -> Response:
+async def export_download(request: Request, project_id: FromPath[int]) -> Response[bytes]:
     from plugins.research import exports
 
     project = await _open(request, project_id)

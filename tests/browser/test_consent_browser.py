@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import enrol_totp, log_in
+from tests.browser.helpers import assert_accessible, enrol_totp, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -46,11 +46,13 @@ def test_withdrawn_consent_suspends_the_panel_for_the_expert_and_given_again_res
     _record(hp, base, discussed["pseudonym"], "Consent for Care", "withdrawn")
     expect(hp.get_by_role("alert").filter(has_text="No valid Consent for Care")).to_be_visible()
     expect(hp.get_by_text("care: withdrawn")).to_be_visible()
+    assert_accessible(hp)  # the record saying the consent is missing
 
     hp.goto(panel_url)
     expect(hp.locator("#suspended")).to_contain_text("nobody outside this hospital sees this panel")
     expect(hp.locator("summary", has_text="Cancel the panel")).to_be_visible()
     expect(hp.get_by_role("button", name="Put the outcome up for review")).to_have_count(0)
+    assert_accessible(hp)  # the suspended panel, as its hospital sees it
 
     ex_ctx = browser.new_context()
     expert = ex_ctx.new_page()
@@ -62,10 +64,12 @@ def test_withdrawn_consent_suspends_the_panel_for_the_expert_and_given_again_res
     expect(row.get_by_text("Suspended", exact=True)).to_be_visible()
     expect(row.get_by_role("link")).to_have_count(0)  # no link to a page that would refuse
     expect(expert.get_by_text(discussed["title"])).to_have_count(0)
+    assert_accessible(expert)  # the list with a suspended row
     response = expert.goto(panel_url)
     assert response.status == 403
     expect(expert.get_by_text("This panel is suspended")).to_be_visible()
     expect(expert.get_by_text("ATXN2")).to_have_count(0)
+    assert_accessible(expert)  # the refusal, saying why
 
     _record(hp, base, discussed["pseudonym"], "Consent for Care", "given")
     response = expert.goto(panel_url)

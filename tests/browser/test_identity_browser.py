@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.browser.helpers import enrol_totp, log_in, menu_labels
+from tests.browser.helpers import assert_accessible, enrol_totp, log_in, menu_labels
 
 pytestmark = pytest.mark.browser
 
@@ -28,12 +28,14 @@ def test_request_access_approval_and_first_login(live_server, browser, mailbox):
     requester.get_by_label("Why do you need access?").fill("I lead the neurogenetics clinic and discuss ataxia cases.")
     requester.get_by_role("button", name="Send request").click()
     requester.get_by_role("heading", name="Check your e-mail").wait_for()
+    assert_accessible(requester)
 
     # 2. She confirms her address from the e-mail.
     mail = mailbox.wait_for("nina.petrova@charite.example")
     link = re.search(r"https?://\S+/account/verify/\S+", mail["body"]).group(0)
     requester.goto(link)
     assert requester.get_by_role("heading", name="E-mail address confirmed").is_visible()
+    assert_accessible(requester)
 
     # 3. The ERN RND coordinator logs in (first time: sets up two-step login) and approves.
     coord = browser.new_context().new_page()
@@ -45,6 +47,7 @@ def test_request_access_approval_and_first_login(live_server, browser, mailbox):
     request = coord.locator("article.request", has_text="nina.petrova@charite.example")
     request.wait_for()
     assert "neurogenetics clinic" in request.inner_text()
+    assert_accessible(coord)  # the queue with a request to decide
     request.get_by_role("button", name="Approve").click()
     coord.get_by_text("Request approved.").wait_for()
     assert coord.locator("article.request", has_text="nina.petrova@charite.example").count() == 0
@@ -61,3 +64,4 @@ def test_request_access_approval_and_first_login(live_server, browser, mailbox):
     assert menu_labels(requester) == ["Dashboard", "Patients", "Panels", "Terminologies", "Example", "Networks", "Profile"]
     requester.goto(live_server + "/access/queue")
     assert requester.get_by_role("heading", name="You may not do this").is_visible()
+    assert_accessible(requester)

@@ -24,7 +24,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.fixtures import MailBox
-from tests.browser.helpers import enrol_totp, log_in
+from tests.browser.helpers import assert_accessible, enrol_totp, log_in
 from tests.panels_support import IDENTITY, ern_id, hcp_of, make_patient
 
 pytestmark = pytest.mark.browser
@@ -204,6 +204,7 @@ def test_panel_from_creation_to_close(live_server, cast, mailbox, browser, patie
     coord.get_by_label("Find experts of ERN RND by name, hospital or country").fill("Kowalski")
     expert_box = coord.get_by_role("checkbox", name=re.compile(r"Piotr Kowalski"))
     expect(expert_box).to_be_visible()
+    assert_accessible(coord)  # assembling: the candidate search's results
     expert_box.check()
     coord.get_by_role("button", name="Invite the selected experts").click()
     invited = coord.get_by_role("row", name=re.compile(r"Piotr Kowalski"))
@@ -217,6 +218,7 @@ def test_panel_from_creation_to_close(live_server, cast, mailbox, browser, patie
     expert.wait_for_url(panel_url)
     expect(expert.get_by_role("heading", name="You are invited to this panel")).to_be_visible()
     expect(expert.locator("main")).not_to_contain_text(SUMMARY)  # the invitation only, until they accept
+    assert_accessible(expert)  # the invitation
     expert.get_by_role("button", name="Accept the invitation").click()
     expect(expert.get_by_role("heading", name="Shared clinical data")).to_be_visible()
     expect(expert.locator("#shared")).to_contain_text(SUMMARY)
@@ -252,6 +254,7 @@ def test_panel_from_creation_to_close(live_server, cast, mailbox, browser, patie
     expect(live).to_contain_text(EXPERT[2])
     expect(live.locator("mark.mention")).to_have_text("@Lena Weber")
     expect(hp.get_by_text("No messages yet.")).to_have_count(0)
+    assert_accessible(hp)  # the discussion with the message that arrived live
     hp.remove_listener("request", watch)
     assert reloads == [] and hp.evaluate("() => window.__sameDocument") is True
     lap("4 live message")
@@ -300,6 +303,7 @@ def test_panel_from_creation_to_close(live_server, cast, mailbox, browser, patie
         if active and hp.locator("#" + active).get_attribute("data-system") == "ORPHA":
             break
         box.press("ArrowDown")
+    assert_accessible(hp, context="#outcome")  # the code picker open, an option active
     box.press("Enter")
     expect(outcome_form.locator("[data-cp-picked-text]")).to_have_text("ORPHA:95")
     outcome_form.get_by_label("Recommendations").fill("Test the RFC1 and FGF14 repeat expansions before an exome.")
@@ -323,6 +327,7 @@ def test_panel_from_creation_to_close(live_server, cast, mailbox, browser, patie
     expect(hp.locator("#outcome")).to_contain_text(f"{HP[2]} (lead): signed")
     report = hp.get_by_role("link", name="Download the outcome report (PDF)")
     expect(report).to_be_visible()
+    assert_accessible(hp)  # the meeting, the signed outcome
     with hp.expect_download(timeout=WAIT) as info:
         report.click()
     assert info.value.suggested_filename == f"panel-{panel_id}-outcome.pdf"
@@ -335,6 +340,7 @@ def test_panel_from_creation_to_close(live_server, cast, mailbox, browser, patie
     confirm = hp.get_by_role("heading", name="Close the panel?")
     expect(confirm.or_(_status(hp).filter(has_text="Closed"))).to_be_visible()
     if confirm.is_visible():  # fewer than two contributors would ask first
+        assert_accessible(hp)  # the confirmation
         hp.get_by_role("button", name="Yes, close the panel").click()
     expect(_status(hp)).to_have_text("Closed")
     expect(hp.get_by_text("The panel is closed: the discussion is read-only.")).to_be_visible()

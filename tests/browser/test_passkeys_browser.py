@@ -8,7 +8,7 @@ import pyotp
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import log_in
+from tests.browser.helpers import assert_accessible, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -52,11 +52,13 @@ def test_add_a_passkey_and_log_in_with_it(site, clinician, browser):
     page.get_by_label("Name of the passkey").fill("Work laptop")
     page.get_by_role("button", name="Add a passkey").click()
     expect(page.locator("#passkeys li", has_text="Work laptop")).to_be_visible(timeout=15000)
+    assert_accessible(page)  # the profile with its passkey
     page.get_by_role("button", name="Log out").first.click()
     page.wait_for_load_state()
 
     log_in(page, site, clinician["email"], clinician["password"])
     page.wait_for_url(re.compile(r"/login/2fa"))
+    assert_accessible(page)  # the second step offering the passkey
     page.get_by_role("button", name="Use a passkey").click()
     page.wait_for_url(lambda url: "/login" not in url, timeout=15000)
     page.goto(site + "/profile")

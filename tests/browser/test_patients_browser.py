@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import enrol_totp, log_in
+from tests.browser.helpers import assert_accessible, enrol_totp, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -60,6 +60,7 @@ def test_enrol_upload_edit_export(live_server, browser, tmp_path):
     edit.get_by_role("button", name="Save").click()
     # the status cell itself (4th column), not the option texts of the edit form
     expect(page.locator("#diagnoses tbody tr").first.locator("td").nth(3)).to_have_text("confirmed")
+    assert_accessible(page)  # the new record, its sections swapped in by htmx
     page.get_by_role("link", name="History").click()
     page.get_by_role("heading", name="Changes to this record").wait_for()
     assert page.locator("td", has_text="suspected").count() >= 1

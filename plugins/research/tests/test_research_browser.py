@@ -9,7 +9,7 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import log_in
+from tests.browser.helpers import assert_accessible, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -34,6 +34,7 @@ def test_researcher_builds_a_cohort_views_charts_and_exports(live_server, browse
     expect(count).to_contain_text("diagnosis ORPHA:98756")
     narrowed = int(re.search(r"(\d+) consented", count.inner_text()).group(1))
     assert 5 <= narrowed < everyone
+    assert_accessible(page)
 
     page.get_by_role("button", name="Update").click()
     page.get_by_role("link", name="See charts and rows").click()
@@ -42,9 +43,11 @@ def test_researcher_builds_a_cohort_views_charts_and_exports(live_server, browse
     expect(sex.locator("svg[role=img]")).to_be_visible()
     expect(sex.locator("table")).to_contain_text("female")
     expect(page.get_by_role("region", name=re.compile("Anonymised rows table")).locator("tbody tr").first).to_be_visible()
+    assert_accessible(page)
 
     page.get_by_role("link", name="Export this cohort").click()
     expect(page.get_by_text("Re-identification risk (prosecutor)")).to_be_visible()
+    assert_accessible(page)
     page.get_by_label(re.compile("EU RD Platform common data elements")).check()
     with page.expect_download() as download:
         page.get_by_role("button", name="Download").click()
