@@ -134,11 +134,9 @@ async def build(settings, n: int) -> dict:
             if p["gene"]:
                 terms += [ResearchTerm(subject=sid, kind="gene", value=p["gene"], direct=True),
                           ResearchTerm(subject=sid, kind="variant_class", value=p["class"], direct=True)]
-        await ResearchTerm.insert(*terms)
-    if settings.uses_postgres:
-        await ResearchSubject.raw("ANALYZE")
-    else:
-        await ResearchSubject.raw("ANALYZE")
+        for start_term in range(0, len(terms), 5000):  # PostgreSQL binds at most 32,767 arguments
+            await ResearchTerm.insert(*terms[start_term:start_term + 5000])
+    await ResearchSubject.raw("ANALYZE")
     return {"host": host, "erns": erns, "seconds": time.perf_counter() - started}
 
 
