@@ -24,6 +24,11 @@ from core.web import MenuLink, Section
 USE = "research.use"
 REVIEW = "research.review"
 
+from core.notify.kinds import register_kind  # noqa: E402  (kinds are declared at import)
+
+PROJECT_FILED = register_kind("research.project", "A research project asks for the data of an ERN you coordinate")
+PROJECT_DECIDED = register_kind("research.decision", "A coordinator decided on your research project")
+
 #: Events after which a patient's research row is rebuilt.
 REFRESH_ON = {
     "patient.enrolled", "patient.updated", "consent.changed", "patient.erased", "patient.restriction_changed",

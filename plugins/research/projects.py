@@ -199,6 +199,31 @@ def may_review(actor: Actor, ern_id: int) -> bool:
     return erns is None or ern_id in erns
 
 
+async def tell_coordinators(settings, project_id: int, title: str, ern_ids: list[int]) -> int:
+    """Notify the coordinators of these ERNs that a project waits for their decision."""
+    from core.identity.tables import RoleAssignment
+    from core.notify.service import notify
+    from plugins.research import PROJECT_FILED
+
+    rows = await RoleAssignment.select(RoleAssignment.user).where(
+        (RoleAssignment.role == "coordinator") & RoleAssignment.ern.is_in(ern_ids or [-1]))
+    users = sorted({r["user"] for r in rows})
+    return await notify(settings, users, PROJECT_FILED, f"Research project to decide: {title[:120]}", "/research/review",
+                        "A researcher asks to use your ERN's anonymised data. Their aims, ethics approval and the data "
+                        "they want are on the review page.") if users else 0
+
+
+async def tell_researcher(settings, project_id: int, acronym: str, status: str, reason: str) -> int:
+    from core.notify.service import notify
+    from plugins.research import PROJECT_DECIDED
+    from plugins.research.tables import ResearchProject
+
+    row = await ResearchProject.select(ResearchProject.researcher, ResearchProject.title).where(ResearchProject.id == project_id).first()
+    body = f"{acronym} {status} your project." + (f" Reason: {reason}" if reason else "")
+    return await notify(settings, [row["researcher"]], PROJECT_DECIDED, f"{row['title'][:120]}: {status} by {acronym}",
+                        f"/research/projects/{project_id}", body)
+
+
 async def log(project_id: int | None, actor: Actor | None, action: str, detail: dict | None = None) -> None:
     from plugins.research.tables import ResearchLog
 

@@ -237,6 +237,21 @@ async def count(definition: dict, scope: Scope) -> tuple[int, int]:
     return int(rows[0]["n"] or 0), int(rows[0]["keys"] or 0)
 
 
+async def excluded(scope: Scope) -> tuple[int, int]:
+    """(number, key sum) of the scope's patients left out of the research data (no registry consent given,
+    processing restricted, or a consent newer than their row): shown so that the exclusion is visible."""
+    from plugins.research.tables import ResearchSubject
+
+    if not scope.erns:
+        return 0, 0
+    marks = ", ".join("{}" for _ in scope.erns)
+    rows = await ResearchSubject.raw(
+        f"SELECT COUNT(*) AS n, SUM(s.record_key) AS keys {FROM} WHERE p.erased_at IS NULL AND NOT ({INCLUDED}) "
+        f"AND EXISTS (SELECT 1 FROM research_term e WHERE e.subject = s.id AND e.kind = 'ern' AND e.value IN ({marks}))",
+        *INCLUDED_ARGS, *scope.erns)
+    return int(rows[0]["n"] or 0), int(rows[0]["keys"] or 0)
+
+
 async def group(definition: dict, scope: Scope, column: str) -> list[dict]:
     """Counts by a subject column: [{"value", "n", "keys"}]."""
     from plugins.research.tables import ResearchSubject

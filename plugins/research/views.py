@@ -71,6 +71,7 @@ async def file_project(request: Request) -> Template | Redirect:
         return page(request, "research/project_form.html", {"values": shown, "errors": errors, "erns": choices,
                                                            "limits": projects.LIMITS}, status_code=422)
     project_id = await projects.file_project(request.app.state.settings, request.scope["user"], values)
+    await projects.tell_coordinators(request.app.state.settings, project_id, values["title"], values["erns"])
     from core.events import Event
 
     await request.app.state.host.events.emit(Event("research.project_filed", request.scope["user"].user_id, "research_project", str(project_id), {"erns": values["erns"]}))
@@ -108,11 +109,14 @@ async def _workspace_context(request: Request, project: projects.Project) -> dic
         count = await stats.total(definition, scope, k)
         await projects.log(project.id, request.scope["user"], "query", {"cohort": builder.describe(definition), "shown": count.display})
     saved = await ResearchCohort.select().where(ResearchCohort.project == project.id).order_by(ResearchCohort.name)
+    from plugins.research.anonymise import protect_sum
+
+    left_out = protect_sum(*(await query.excluded(scope)), k)
     return {
         "project": project, "definition": definition, "combine": combine, "conditions": conditions, "error": error,
         "count": count, "k": k, "fields": builder.FIELDS, "saved": saved, "query_string": _query_string(request),
         "outcomes": query.OUTCOMES, "classes": query.VARIANT_CLASSES, "described": builder.describe(definition) if definition else "",
-        "blank_rows": max(1, 3 - len(conditions)), "max_conditions": builder.MAX_CONDITIONS,
+        "blank_rows": max(1, 3 - len(conditions)), "max_conditions": builder.MAX_CONDITIONS, "left_out": left_out,
     }
 
 
@@ -269,6 +273,10 @@ async def decide(request: Request, decision_id: FromPath[int]) -> Redirect:
     decided = await projects.decide(request.scope["user"], decision_id, verdict == "approve", reason)
     if decided is None:
         raise NotFoundException("No such pending decision for your ERN.")
+    from core.orgs.tables import Ern
+
+    acronym = (await Ern.select(Ern.acronym).where(Ern.id == decided["ern"]).first())["acronym"]
+    await projects.tell_researcher(request.app.state.settings, decided["project"], acronym, decided["status"], reason)
     from core.events import Event
 
     await request.app.state.host.events.emit(Event("research.project_decided", request.scope["user"].user_id, "research_project",

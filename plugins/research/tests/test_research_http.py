@@ -207,6 +207,12 @@ async def test_small_counts_are_suppressed_and_bad_definitions_change_nothing(cl
     assert 0 < await _true_count(project, tiny) < 5
     r = await client.get(f"/research/projects/{project}", params=tiny)
     assert r.status_code == 200 and "&lt; 5" in r.text and "too few to show" in r.text
+    # Patients without registry consent are visibly left out (a protected count of them).
+    from plugins.research import query
+    from plugins.research.anonymise import protect_sum
+
+    left = protect_sum(*(await query.excluded(query.Scope(("ERN EURO-NMD", "ERN RND")))), 5)
+    assert left.value and left.value > 20 and f"Not in the research data: {left.display} patients" in r.text
     assert "See charts and rows" not in r.text  # no button that would show nothing
     logged = await ResearchLog.count().where(ResearchLog.project == project)
     r = await client.get(f"/research/projects/{project}", params={"f0": "diagnosis", "v0": "G11.2"})
@@ -237,6 +243,10 @@ async def test_a_project_is_filed_decided_per_ern_and_ends(client, demo):
     project = int(r.headers["location"].rsplit("/", 1)[1])
     r = await client.get(f"/research/projects/{project}")
     assert "Waiting for the coordinators" in r.text
+    from core.notify.tables import Notification
+
+    told = await Notification.select(Notification.user, Notification.link).where(Notification.kind == "research.project")
+    assert {t["user"] for t in told} == {demo.users["coordinator"]} and told[0]["link"] == "/research/review"
     r = await client.get(f"/research/projects/{project}/views")
     assert r.status_code == 403
 
@@ -248,6 +258,8 @@ async def test_a_project_is_filed_decided_per_ern_and_ends(client, demo):
     assert r.status_code == 400  # a rejection needs a reason
     r = await post_form(client, f"/research/review/{decisions[rnd]}", {"decision": "approve"})
     assert r.status_code == 303
+    told = await Notification.select(Notification.user, Notification.title).where(Notification.kind == "research.decision")
+    assert [t["user"] for t in told] == [demo.users["researcher"]] and "approved by ERN RND" in told[0]["title"]
 
     await _as(client, demo, "researcher")
     r = await client.get(f"/research/projects/{project}", params=ATAXIA)
