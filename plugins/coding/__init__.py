@@ -83,8 +83,9 @@ async def load_demo_data(ctx):
 @hookimpl
 def register_research_fields():
     from core.contributions import ResearchField
-    from plugins.coding.research import hpo_categories
+    from plugins.coding.research import hpo_categories, hpo_categories_many
 
     return [
-        ResearchField("coding.hpo_categories", "Organ systems of the observed phenotypes (top-level HPO branches)", hpo_categories),
+        ResearchField("coding.hpo_categories", "Organ systems of the observed phenotypes (top-level HPO branches)", hpo_categories,
+                      hpo_categories_many),
     ]

@@ -141,8 +141,8 @@ async def sweep_working_files(settings):
 @hookimpl
 def register_research_fields():
     from core.contributions import ResearchField
-    from plugins.dicom_viewer.research import modalities
+    from plugins.dicom_viewer.research import modalities, modalities_many
 
     return [
-        ResearchField("dicom.modalities", "Imaging modalities present (CT, MR, ...)", modalities),
+        ResearchField("dicom.modalities", "Imaging modalities present (CT, MR, ...)", modalities, modalities_many),
     ]

@@ -137,8 +137,8 @@ async def sweep_working_files(settings):
 @hookimpl
 def register_research_fields():
     from core.contributions import ResearchField
-    from plugins.pathology_viewer.research import slides_present
+    from plugins.pathology_viewer.research import slides_present, slides_present_many
 
     return [
-        ResearchField("pathology.slides", "Whole-slide images present", slides_present),
+        ResearchField("pathology.slides", "Whole-slide images present", slides_present, slides_present_many),
     ]

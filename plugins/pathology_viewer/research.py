@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 
-async def slides_present(patient) -> bool:
+async def slides_present_many(patients) -> dict[int, bool]:
     from plugins.pathology_viewer.tables import Slide
 
-    return await Slide.exists().where(Slide.patient == patient.id)
+    ids = [p.id for p in patients]
+    having: set[int] = set()
+    for start in range(0, len(ids), 900):
+        having.update(r["patient"] for r in await Slide.select(Slide.patient).where(Slide.patient.is_in(ids[start:start + 900])))
+    return {pid: pid in having for pid in ids}
+
+
+async def slides_present(patient) -> bool:
+    return (await slides_present_many([patient]))[patient.id]

@@ -89,9 +89,11 @@ async def handle_event(event):
 @hookimpl
 def register_research_fields():
     from core.contributions import ResearchField
-    from plugins.pedigree.research import extract_pattern, extract_relatives
+    from plugins.pedigree.research import extract_pattern, extract_relatives, pattern_many, relatives_many
 
     return [
-        ResearchField("pedigree.pattern", "Pattern the family tree shows: vertical, horizontal, single case, no one affected", extract_pattern),
-        ResearchField("pedigree.affected_relatives", "Affected relatives in the family tree: none, one, two or more", extract_relatives),
+        ResearchField("pedigree.pattern", "Pattern the family tree shows: vertical, horizontal, single case, no one affected", extract_pattern,
+                      pattern_many),
+        ResearchField("pedigree.affected_relatives", "Affected relatives in the family tree: none, one, two or more", extract_relatives,
+                      relatives_many),
     ]

@@ -39,19 +39,31 @@ def pattern(ped: Pedigree) -> str:
     return "single case"
 
 
-async def _current(patient) -> Pedigree | None:
+async def _trees(patients) -> dict[int, Pedigree]:
     from plugins.pedigree.serial import loads
     from plugins.pedigree.tables import PedigreeRecord
 
-    row = await PedigreeRecord.select(PedigreeRecord.data).where(PedigreeRecord.patient == patient.id).first()
-    return loads(row["data"]) if row and row["data"] else None
+    ids = [p.id for p in patients]
+    out = {}
+    for start in range(0, len(ids), 900):
+        for row in await PedigreeRecord.select(PedigreeRecord.patient, PedigreeRecord.data).where(
+                PedigreeRecord.patient.is_in(ids[start:start + 900])):
+            if row["data"]:
+                out[row["patient"]] = loads(row["data"])
+    return out
+
+
+async def relatives_many(patients) -> dict[int, str]:
+    return {pid: affected_relatives(ped) for pid, ped in (await _trees(patients)).items()}
+
+
+async def pattern_many(patients) -> dict[int, str]:
+    return {pid: pattern(ped) for pid, ped in (await _trees(patients)).items()}
 
 
 async def extract_relatives(patient) -> str | None:
-    ped = await _current(patient)
-    return affected_relatives(ped) if ped else None
+    return (await relatives_many([patient])).get(patient.id)
 
 
 async def extract_pattern(patient) -> str | None:
-    ped = await _current(patient)
-    return pattern(ped) if ped else None
+    return (await pattern_many([patient])).get(patient.id)

@@ -16,6 +16,7 @@ naming a coded diagnosis, was recorded (CPMS holds no separate date of diagnosis
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 from datetime import date, datetime, timezone
@@ -32,6 +33,7 @@ _YEAR = re.compile(r"\b(19|20)\d{2}\b")
 _AGE = re.compile(r"\bage[d]?\s*(\d{1,3})\b|\b(\d{1,3})\s*(?:y|yr|yrs|years?)\b", re.I)
 _AT_BIRTH = re.compile(r"congenital|antenatal|prenatal|neonatal|birth|infan", re.I)
 BATCH = 500
+log = logging.getLogger("cpms.research")
 
 
 def term_value(system: str, code: str) -> str:
@@ -79,18 +81,24 @@ async def research_fields(host) -> list[tuple[str, ResearchField]]:
     return [(plugin, f) for plugin, fields in host.results_by_plugin("register_research_fields") for f in fields]
 
 
+def _category(value) -> bool:
+    return isinstance(value, (bool, int, str)) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
 async def _field_values(host, fields, patient_refs) -> dict[int, dict[str, Any]]:
-    out: dict[int, dict[str, Any]] = {}
-    for ref in patient_refs:
-        values = {}
-        for _, f in fields:
-            try:
-                value = await await_me_maybe(f.extract(ref))
-            except Exception:  # a plugin's failure leaves its field empty, never the record out
-                value = None
-            if isinstance(value, (bool, int, str)) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                values[f.name] = value
-        out[ref.id] = values
+    out: dict[int, dict[str, Any]] = {ref.id: {} for ref in patient_refs}
+    for plugin, f in fields:
+        try:
+            if f.extract_many is not None:
+                found = await await_me_maybe(f.extract_many(patient_refs)) or {}
+            else:
+                found = {ref.id: await await_me_maybe(f.extract(ref)) for ref in patient_refs}
+        except Exception:  # a plugin's failure leaves its field empty, never the records out
+            log.exception("research field %s of %s failed", f.name, plugin)
+            found = {}
+        for pid, value in found.items():
+            if pid in out and _category(value):
+                out[pid][f.name] = value
     return out
 
 
