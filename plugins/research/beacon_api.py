@@ -143,13 +143,10 @@ async def _terms(host, scope: Scope, k: int) -> list[tuple[str, str, str]]:
             if not stats.protect_sum(int(row["n"]), int(row["keys"] or 0), k).suppressed:
                 terms.append(row["value"])
     names = await exports.displays_of(host, terms)
-    out = [(_curie(t), names.get(t, ""), "ontologyTerm") for t in terms]
+    # Research terms are "ORPHA:98756", "ICD10:G11.2", "HP:0001250": Beacon CURIEs already.
+    out = [(t, names.get(t, ""), "ontologyTerm") for t in terms]
     return out + beacon.sex_filtering_terms()
 
-
-def _curie(term: str) -> str:
-    # Research terms are "ORPHA:98756", "ICD10:G11.2", "HP:0001250": Beacon CURIEs already.
-    return term
 
 
 @get(f"{PREFIX}/filtering_terms", operation_id="beaconFilteringTerms", **API)
@@ -192,9 +189,6 @@ async def _body(request: Request, schema: dict):
     if unknown:
         raise beacon.BeaconError(400, f"Unsupported field(s): {', '.join(unknown[:5])}.")
     return body
-
-
-COUNTED = "Counts only: a number at or above the threshold k, else ``exists: false`` at boolean granularity."
 
 
 @get(f"{PREFIX}/individuals", operation_id="beaconIndividuals", responses=REFUSED,

@@ -103,10 +103,6 @@ def _cell(value) -> str:
     return "" if value is None else str(value)
 
 
-def row_values(row) -> list[str]:
-    return [_cell(getattr(row, c)) for c in ROW_COLUMNS] + [_cell(v) for _, v in sorted(row.fields.items())]
-
-
 def field_names(rows) -> list[str]:
     return sorted({name for r in rows for name in r.fields})
 

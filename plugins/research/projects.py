@@ -113,28 +113,36 @@ async def file_project(settings, actor: Actor, values: dict) -> int:
     return row["id"]
 
 
-async def load(project_id: int) -> Project | None:
+async def _projects(where=None) -> list[Project]:
+    """Projects with their ERN decisions: two queries, however many projects."""
     from plugins.research.tables import ResearchProject, ResearchProjectErn
 
-    row = await ResearchProject.select().where(ResearchProject.id == project_id).first()
-    if row is None:
-        return None
-    erns = await ResearchProjectErn.select(
-        ResearchProjectErn.ern, ResearchProjectErn.ern.acronym.as_alias("acronym"), ResearchProjectErn.status,
-        ResearchProjectErn.reason,
-    ).where(ResearchProjectErn.project == project_id)
-    return Project(row["id"], row["title"], row["aims"], row["ethics_ref"], row["data_wanted"], row["starts"], row["ends"],
-                   row["researcher"], {e["acronym"]: (e["ern"], e["status"], e["reason"]) for e in erns})
+    query = ResearchProject.select().order_by(ResearchProject.id, ascending=False)
+    rows = await (query.where(where) if where is not None else query)
+    if not rows:
+        return []
+    erns: dict[int, dict] = {}
+    for e in await ResearchProjectErn.select(
+        ResearchProjectErn.project, ResearchProjectErn.ern, ResearchProjectErn.ern.acronym.as_alias("acronym"),
+        ResearchProjectErn.status, ResearchProjectErn.reason,
+    ).where(ResearchProjectErn.project.is_in([r["id"] for r in rows])):
+        erns.setdefault(e["project"], {})[e["acronym"]] = (e["ern"], e["status"], e["reason"])
+    return [Project(r["id"], r["title"], r["aims"], r["ethics_ref"], r["data_wanted"], r["starts"], r["ends"],
+                    r["researcher"], erns.get(r["id"], {})) for r in rows]
+
+
+async def load(project_id: int) -> Project | None:
+    from plugins.research.tables import ResearchProject
+
+    found = await _projects(ResearchProject.id == project_id)
+    return found[0] if found else None
 
 
 async def for_actor(actor: Actor) -> list[Project]:
     """The researcher's own projects; every project for the admin (oversight)."""
     from plugins.research.tables import ResearchProject
 
-    query = ResearchProject.select(ResearchProject.id).order_by(ResearchProject.id, ascending=False)
-    if "admin" not in actor.role_names:
-        query = query.where(ResearchProject.researcher == actor.user_id)
-    return [p for r in await query if (p := await load(r["id"])) is not None]
+    return await _projects(None if "admin" in actor.role_names else ResearchProject.researcher == actor.user_id)
 
 
 def may_open(actor: Actor, project: Project) -> bool:

@@ -251,6 +251,9 @@ async def test_a_project_is_filed_decided_per_ern_and_ends(client, demo):
     assert r.status_code == 403
 
     await _as(client, demo, "coordinator")  # coordinator of ERN RND only
+    page = (await client.get("/research/review")).text
+    # Rejecting asks for the reason the route requires, so its button cannot answer 400.
+    assert re.search(r'name="decision" value="reject">\s*<label>Reason for rejecting[^<]*<textarea name="reason"[^>]*required', page)
     decisions = {d["ern"]: d["id"] for d in await ResearchProjectErn.select().where(ResearchProjectErn.project == project)}
     r = await post_form(client, f"/research/review/{decisions[nmd]}", {"decision": "approve"})
     assert r.status_code == 404  # not theirs to decide
